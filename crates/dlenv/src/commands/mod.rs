@@ -1,0 +1,14 @@
+//! One module per command group: clap arguments plus an async `run`.
+
+pub mod base;
+pub mod engine;
+
+use dlenv_engine::{Discovery, Engine};
+
+use crate::cli::Globals;
+use crate::ui::CliError;
+
+/// Connect to the engine the user configured (or the first default that answers).
+pub async fn connect(g: &Globals) -> Result<Engine, CliError> {
+    Ok(Engine::connect(&Discovery::from_env(g.host.clone())).await?)
+}
