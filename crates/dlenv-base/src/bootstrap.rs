@@ -96,7 +96,9 @@ impl Drop for Workdir {
 
 /// Lazily unmount every mount point at or below `root`, deepest first.
 fn unmount_below(root: &Path) {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
     let mut points: Vec<PathBuf> = text
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
@@ -134,7 +136,10 @@ struct GroupKiller(Option<u32>);
 
 impl Drop for GroupKiller {
     fn drop(&mut self) {
-        if let Some(pid) = self.0.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        if let Some(pid) = self
+            .0
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
             let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
     }
@@ -156,7 +161,10 @@ pub async fn run_debootstrap(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| BaseError::Io { what: "start debootstrap".into(), source })?;
+        .map_err(|source| BaseError::Io {
+            what: "start debootstrap".into(),
+            source,
+        })?;
     let mut killer = GroupKiller(child.id());
     let mut tail: VecDeque<String> = VecDeque::new();
     let push = |line: String, tail: &mut VecDeque<String>| {
@@ -180,18 +188,30 @@ pub async fn run_debootstrap(
             },
         }
     }
-    let status = child
-        .wait()
-        .await
-        .map_err(|source| BaseError::Io { what: "wait for debootstrap".into(), source })?;
+    let status = child.wait().await.map_err(|source| BaseError::Io {
+        what: "wait for debootstrap".into(),
+        source,
+    })?;
     killer.0 = None;
     if status.success() {
         return Ok(());
     }
-    let log = std::fs::read_to_string(rootfs.join("debootstrap/debootstrap.log")).unwrap_or_default();
+    let log =
+        std::fs::read_to_string(rootfs.join("debootstrap/debootstrap.log")).unwrap_or_default();
     let mut lines: Vec<String> = tail.into_iter().collect();
-    lines.extend(log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().map(String::from));
-    Err(BaseError::Debootstrap { status: status.to_string(), tail: lines.join("\n") })
+    lines.extend(
+        log.lines()
+            .rev()
+            .take(10)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .map(String::from),
+    );
+    Err(BaseError::Debootstrap {
+        status: status.to_string(),
+        tail: lines.join("\n"),
+    })
 }
 
 /// Stream `rootfs` as an uncompressed tar (GNU tar, numeric owners, file capabilities
@@ -200,8 +220,13 @@ pub async fn run_debootstrap(
 /// consumer never mistakes a truncated archive for a complete one.
 pub fn rootfs_tar_stream(
     rootfs: &Path,
-) -> Result<(impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, Arc<AtomicU64>), BaseError>
-{
+) -> Result<
+    (
+        impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+        Arc<AtomicU64>,
+    ),
+    BaseError,
+> {
     let mut child = Command::new("tar")
         .args([
             "--numeric-owner",
@@ -221,10 +246,17 @@ pub fn rootfs_tar_stream(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| BaseError::Io { what: "start tar".into(), source })?;
+        .map_err(|source| BaseError::Io {
+            what: "start tar".into(),
+            source,
+        })?;
     let stdout = child.stdout.take().expect("piped");
     let counter = Arc::new(AtomicU64::new(0));
-    let state = TarState { child: Some(child), stdout, counter: counter.clone() };
+    let state = TarState {
+        child: Some(child),
+        stdout,
+        counter: counter.clone(),
+    };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         let child = st.child.as_mut()?;
         let mut buf = vec![0u8; 256 * 1024];
@@ -264,7 +296,10 @@ async fn finish_tar(child: &mut Child) -> Result<(), std::io::Error> {
     if status.success() {
         Ok(())
     } else {
-        Err(std::io::Error::other(format!("tar failed ({status}): {}", stderr.trim())))
+        Err(std::io::Error::other(format!(
+            "tar failed ({status}): {}",
+            stderr.trim()
+        )))
     }
 }
 
@@ -274,7 +309,10 @@ mod tests {
 
     #[test]
     fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo(r"/var/tmp/a\040b/proc"), "/var/tmp/a b/proc");
+        assert_eq!(
+            unescape_mountinfo(r"/var/tmp/a\040b/proc"),
+            "/var/tmp/a b/proc"
+        );
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
     }
 
@@ -293,7 +331,10 @@ mod tests {
         use futures_util::StreamExt;
         let (s, _) = rootfs_tar_stream(Path::new("/nonexistent/dlenv-test")).unwrap();
         let items: Vec<_> = s.collect().await;
-        assert!(items.last().unwrap().is_err(), "a failing tar must end the stream with an error");
+        assert!(
+            items.last().unwrap().is_err(),
+            "a failing tar must end the stream with an error"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -303,7 +344,10 @@ mod tests {
         std::fs::write(dir.path().join("hello"), "world").unwrap();
         let (s, counter) = rootfs_tar_stream(dir.path()).unwrap();
         let chunks: Vec<_> = s.collect().await;
-        let bytes: Vec<u8> = chunks.into_iter().flat_map(|c| c.unwrap().to_vec()).collect();
+        let bytes: Vec<u8> = chunks
+            .into_iter()
+            .flat_map(|c| c.unwrap().to_vec())
+            .collect();
         assert_eq!(bytes.len() as u64, counter.load(Ordering::Relaxed));
         assert!(bytes.windows(7).any(|w| w == b"./hello"));
     }

@@ -25,7 +25,9 @@ pub enum BaseError {
         hint: String,
     },
     /// debootstrap needs root.
-    #[error("`dlenv base bootstrap` must run as root: debootstrap creates device nodes and chroots")]
+    #[error(
+        "`dlenv base bootstrap` must run as root: debootstrap creates device nodes and chroots"
+    )]
     NotRoot,
     /// A required program is missing.
     #[error("`{tool}` is not installed")]

@@ -121,7 +121,11 @@ impl Recipe {
             });
         }
         let mirror = match mirror {
-            Some(m) if m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file://") => {
+            Some(m)
+                if m.starts_with("http://")
+                    || m.starts_with("https://")
+                    || m.starts_with("file://") =>
+            {
                 m.trim_end_matches('/').to_string()
             }
             Some(m) => {
@@ -146,7 +150,14 @@ impl Recipe {
         }
         include.sort();
         include.dedup();
-        Ok(Self { distro: d, release, arch: arch.to_string(), variant: variant.into(), mirror, include })
+        Ok(Self {
+            distro: d,
+            release,
+            arch: arch.to_string(),
+            variant: variant.into(),
+            mirror,
+            include,
+        })
     }
 
     /// Short content hash of everything that shapes the root filesystem.
@@ -188,7 +199,11 @@ impl Recipe {
         if self.distro == Distro::Ubuntu {
             args.push("--components=main,universe".into());
         }
-        args.extend([self.release.clone(), target.to_string(), self.mirror.clone()]);
+        args.extend([
+            self.release.clone(),
+            target.to_string(),
+            self.mirror.clone(),
+        ]);
         args
     }
 
@@ -227,8 +242,11 @@ fn default_mirror(d: Distro, arch: &str) -> &'static str {
 
 fn valid_package_name(p: &str) -> bool {
     p.len() >= 2
-        && p.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+        && p.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && p.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 
 #[cfg(test)]
@@ -244,7 +262,10 @@ mod tests {
     fn versions_map_to_codenames() {
         assert_eq!(r("debian:12", &[]).unwrap().release, "bookworm");
         assert_eq!(r("ubuntu:24.04", &[]).unwrap().release, "noble");
-        assert_eq!(r("Debian:Bookworm", &[]).unwrap().release_tag(), "debian-bookworm");
+        assert_eq!(
+            r("Debian:Bookworm", &[]).unwrap().release_tag(),
+            "debian-bookworm"
+        );
     }
 
     #[test]
@@ -267,23 +288,34 @@ mod tests {
         assert_eq!(a.hash(), b.hash());
         assert_eq!(a.hash().len(), 12);
         assert_ne!(a.hash(), r("debian:bookworm", &[]).unwrap().hash());
-        assert_ne!(a.hash(), r("debian:trixie", &["python3", "ca-certificates"]).unwrap().hash());
+        assert_ne!(
+            a.hash(),
+            r("debian:trixie", &["python3", "ca-certificates"])
+                .unwrap()
+                .hash()
+        );
         assert!(a.recipe_tag().starts_with("debian-bookworm-"));
     }
 
     #[test]
     fn debootstrap_command_line() {
         let a = r("debian:bookworm", &["python3"]).unwrap();
-        assert_eq!(a.debootstrap_args("/t"), [
-            "--arch=amd64",
-            "--variant=minbase",
-            "--include=python3",
-            "bookworm",
-            "/t",
-            "http://deb.debian.org/debian"
-        ]);
+        assert_eq!(
+            a.debootstrap_args("/t"),
+            [
+                "--arch=amd64",
+                "--variant=minbase",
+                "--include=python3",
+                "bookworm",
+                "/t",
+                "http://deb.debian.org/debian"
+            ]
+        );
         let u = r("ubuntu:22.04", &[]).unwrap();
-        assert!(u.debootstrap_args("/t").contains(&"--components=main,universe".to_string()));
+        assert!(
+            u.debootstrap_args("/t")
+                .contains(&"--components=main,universe".to_string())
+        );
         assert_eq!(u.mirror, "http://archive.ubuntu.com/ubuntu");
     }
 }

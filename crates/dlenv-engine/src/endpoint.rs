@@ -111,10 +111,16 @@ impl Discovery {
     /// falls back from what the user configured.
     pub fn candidates(&self) -> Result<Vec<Endpoint>, EngineError> {
         if let Some(h) = &self.host_flag {
-            return Ok(vec![Endpoint { uri: normalize(h), source: EndpointSource::Flag }]);
+            return Ok(vec![Endpoint {
+                uri: normalize(h),
+                source: EndpointSource::Flag,
+            }]);
         }
         if let Some(h) = &self.docker_host {
-            return Ok(vec![Endpoint { uri: normalize(h), source: EndpointSource::DockerHostEnv }]);
+            return Ok(vec![Endpoint {
+                uri: normalize(h),
+                source: EndpointSource::DockerHostEnv,
+            }]);
         }
         if let Some((name, selected_by)) = self.selected_context()? {
             if name != "default" {
@@ -127,21 +133,29 @@ impl Discovery {
         }
         let mut out = vec![Endpoint {
             uri: "unix:///var/run/docker.sock".into(),
-            source: EndpointSource::WellKnown { what: "Docker Engine".into() },
+            source: EndpointSource::WellKnown {
+                what: "Docker Engine".into(),
+            },
         }];
         if let Some(run) = &self.xdg_runtime_dir {
             out.push(Endpoint {
                 uri: format!("unix://{}", run.join("docker.sock").display()),
-                source: EndpointSource::WellKnown { what: "rootless Docker".into() },
+                source: EndpointSource::WellKnown {
+                    what: "rootless Docker".into(),
+                },
             });
             out.push(Endpoint {
                 uri: format!("unix://{}", run.join("podman/podman.sock").display()),
-                source: EndpointSource::WellKnown { what: "rootless Podman".into() },
+                source: EndpointSource::WellKnown {
+                    what: "rootless Podman".into(),
+                },
             });
         }
         out.push(Endpoint {
             uri: "unix:///run/podman/podman.sock".into(),
-            source: EndpointSource::WellKnown { what: "Podman (rootful)".into() },
+            source: EndpointSource::WellKnown {
+                what: "Podman (rootful)".into(),
+            },
         });
         Ok(out)
     }
@@ -150,20 +164,29 @@ impl Discovery {
         if let Some(c) = &self.docker_context {
             return Ok(Some((c.clone(), "DOCKER_CONTEXT".into())));
         }
-        let Some(dir) = &self.docker_config_dir else { return Ok(None) };
+        let Some(dir) = &self.docker_config_dir else {
+            return Ok(None);
+        };
         let path = dir.join("config.json");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(EngineError::Config { path, message: e.to_string() }),
+            Err(e) => {
+                return Err(EngineError::Config {
+                    path,
+                    message: e.to_string(),
+                });
+            }
         };
         #[derive(serde::Deserialize)]
         struct Config {
             #[serde(rename = "currentContext")]
             current_context: Option<String>,
         }
-        let cfg: Config = serde_json::from_str(&text)
-            .map_err(|e| EngineError::Config { path: path.clone(), message: e.to_string() })?;
+        let cfg: Config = serde_json::from_str(&text).map_err(|e| EngineError::Config {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         Ok(cfg
             .current_context
             .filter(|c| !c.is_empty())
@@ -212,12 +235,20 @@ impl Discovery {
 pub fn context_meta_path(config_dir: &Path, name: &str) -> PathBuf {
     let digest = Sha256::digest(name.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    config_dir.join("contexts").join("meta").join(hex).join("meta.json")
+    config_dir
+        .join("contexts")
+        .join("meta")
+        .join(hex)
+        .join("meta.json")
 }
 
 /// Accept a bare socket path as shorthand for `unix://PATH`.
 fn normalize(host: &str) -> String {
-    if host.starts_with('/') { format!("unix://{host}") } else { host.to_string() }
+    if host.starts_with('/') {
+        format!("unix://{host}")
+    } else {
+        host.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -225,7 +256,10 @@ mod tests {
     use super::*;
 
     fn disc() -> Discovery {
-        Discovery { xdg_runtime_dir: Some("/run/user/1000".into()), ..Default::default() }
+        Discovery {
+            xdg_runtime_dir: Some("/run/user/1000".into()),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -250,28 +284,38 @@ mod tests {
             ..disc()
         };
         let c = d.candidates().unwrap();
-        assert_eq!(c, vec![Endpoint {
-            uri: "unix:///tmp/d.sock".into(),
-            source: EndpointSource::DockerHostEnv
-        }]);
+        assert_eq!(
+            c,
+            vec![Endpoint {
+                uri: "unix:///tmp/d.sock".into(),
+                source: EndpointSource::DockerHostEnv
+            }]
+        );
     }
 
     #[test]
     fn defaults_in_documented_order() {
         let c = disc().candidates().unwrap();
         let uris: Vec<_> = c.iter().map(|e| e.uri.as_str()).collect();
-        assert_eq!(uris, [
-            "unix:///var/run/docker.sock",
-            "unix:///run/user/1000/docker.sock",
-            "unix:///run/user/1000/podman/podman.sock",
-            "unix:///run/podman/podman.sock",
-        ]);
+        assert_eq!(
+            uris,
+            [
+                "unix:///var/run/docker.sock",
+                "unix:///run/user/1000/docker.sock",
+                "unix:///run/user/1000/podman/podman.sock",
+                "unix:///run/podman/podman.sock",
+            ]
+        );
     }
 
     #[test]
     fn context_from_config_file() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.json"), r#"{"currentContext":"colima"}"#).unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"currentContext":"colima"}"#,
+        )
+        .unwrap();
         let meta = context_meta_path(dir.path(), "colima");
         std::fs::create_dir_all(meta.parent().unwrap()).unwrap();
         std::fs::write(
@@ -279,7 +323,10 @@ mod tests {
             r#"{"Name":"colima","Metadata":{},"Endpoints":{"docker":{"Host":"unix:///home/u/.colima/docker.sock","SkipTLSVerify":false}}}"#,
         )
         .unwrap();
-        let d = Discovery { docker_config_dir: Some(dir.path().into()), ..disc() };
+        let d = Discovery {
+            docker_config_dir: Some(dir.path().into()),
+            ..disc()
+        };
         let c = d.candidates().unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].uri, "unix:///home/u/.colima/docker.sock");
@@ -288,7 +335,10 @@ mod tests {
 
     #[test]
     fn default_context_means_well_known_sockets() {
-        let d = Discovery { docker_context: Some("default".into()), ..disc() };
+        let d = Discovery {
+            docker_context: Some("default".into()),
+            ..disc()
+        };
         assert_eq!(d.candidates().unwrap().len(), 4);
     }
 

@@ -87,7 +87,12 @@ pub enum EngineError {
 
 fn format_attempts(a: &[Attempt]) -> String {
     a.iter()
-        .map(|a| format!("  - {} ({}): {}", a.endpoint.uri, a.endpoint.source, a.failure))
+        .map(|a| {
+            format!(
+                "  - {} ({}): {}",
+                a.endpoint.uri, a.endpoint.source, a.failure
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -95,7 +100,10 @@ fn format_attempts(a: &[Attempt]) -> String {
 impl EngineError {
     /// Wrap a bollard error with the operation that failed.
     pub fn api(what: impl Into<String>, source: bollard::errors::Error) -> Self {
-        Self::Api { what: what.into(), source }
+        Self::Api {
+            what: what.into(),
+            source,
+        }
     }
 
     /// The HTTP status of an API error, if any.
@@ -137,7 +145,11 @@ fn unreachable_hint(attempts: &[Attempt]) -> String {
                 (`sudo systemctl start docker`, or `sudo dockerd &` where there is no systemd)"
             .into();
     }
-    if attempts.len() == 1 && !matches!(attempts[0].endpoint.source, crate::EndpointSource::WellKnown { .. })
+    if attempts.len() == 1
+        && !matches!(
+            attempts[0].endpoint.source,
+            crate::EndpointSource::WellKnown { .. }
+        )
     {
         return format!(
             "the endpoint comes from {}; check that it is right, or unset it to use the \

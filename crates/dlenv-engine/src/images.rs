@@ -38,9 +38,9 @@ impl Engine {
     pub async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError> {
         match self.docker.inspect_image(reference).await {
             Ok(img) => Ok(img.id),
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                Ok(None)
-            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
             Err(e) => Err(EngineError::api(format!("inspect image {reference}"), e)),
         }
     }
@@ -92,7 +92,12 @@ impl Engine {
             .map_err(|e| EngineError::api("list images", e))?;
         Ok(list
             .into_iter()
-            .map(|i| ImageSummaryLine { id: i.id, tags: i.repo_tags, size: i.size, labels: i.labels })
+            .map(|i| ImageSummaryLine {
+                id: i.id,
+                tags: i.repo_tags,
+                size: i.size,
+                labels: i.labels,
+            })
             .collect())
     }
 

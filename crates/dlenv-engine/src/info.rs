@@ -66,9 +66,16 @@ pub struct EngineReport {
 impl Engine {
     /// Ask the engine for its facts.
     pub async fn report(&self) -> Result<EngineReport, EngineError> {
-        let info = self.docker.info().await.map_err(|e| EngineError::api("GET /info", e))?;
-        let mut runtimes: Vec<String> =
-            info.runtimes.as_ref().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| EngineError::api("GET /info", e))?;
+        let mut runtimes: Vec<String> = info
+            .runtimes
+            .as_ref()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
         runtimes.sort();
         let security_options = info.security_options.clone().unwrap_or_default();
         let rootless = security_options.iter().any(|o| o.contains("name=rootless"));
@@ -100,9 +107,10 @@ impl Engine {
             rootless,
             security_options,
             cdi_spec_dirs: info.cdi_spec_dirs.clone(),
-            discovered_devices: info.discovered_devices.as_ref().map(|d| {
-                d.iter().map(|d| d.id.clone().unwrap_or_default()).collect()
-            }),
+            discovered_devices: info
+                .discovered_devices
+                .as_ref()
+                .map(|d| d.iter().map(|d| d.id.clone().unwrap_or_default()).collect()),
             registry_mirrors: info
                 .registry_config
                 .as_ref()

@@ -88,7 +88,10 @@ impl Engine {
             Ok(Err(e)) => return Err(AttemptFailure::NoAnswer(e.to_string())),
             Err(_) => return Err(AttemptFailure::NoAnswer("timed out after 10 s".into())),
         }
-        let version = docker.version().await.map_err(|e| AttemptFailure::NoAnswer(e.to_string()))?;
+        let version = docker
+            .version()
+            .await
+            .map_err(|e| AttemptFailure::NoAnswer(e.to_string()))?;
         let kind = if version
             .components
             .iter()
@@ -142,6 +145,8 @@ impl Engine {
     /// A client whose response-header timeout is raised for slow calls (commit, load,
     /// import): bollard's default would cut them off after two minutes.
     pub(crate) fn slow_client(&self) -> Docker {
-        self.docker.clone().with_timeout(Duration::from_secs(60 * 60))
+        self.docker
+            .clone()
+            .with_timeout(Duration::from_secs(60 * 60))
     }
 }

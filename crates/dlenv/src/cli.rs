@@ -12,7 +12,12 @@ use crate::ui::{CliError, Exit, Printer};
 /// dlenv resolves a framework / CUDA / Python stack that runs on this host's NVIDIA
 /// driver and GPUs, builds it into a container image, and runs it with the GPUs.
 #[derive(Debug, Parser)]
-#[command(name = "dlenv", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "dlenv",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Machine-readable JSON on stdout (human text otherwise).
     #[arg(long, global = true)]
@@ -65,10 +70,17 @@ pub fn main() -> ExitCode {
         }
     };
     let globals = Globals {
-        printer: Printer { json: cli.json, quiet: cli.quiet, verbose: cli.verbose },
+        printer: Printer {
+            json: cli.json,
+            quiet: cli.quiet,
+            verbose: cli.verbose,
+        },
         host: cli.host.clone(),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

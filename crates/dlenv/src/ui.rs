@@ -42,17 +42,29 @@ pub struct CliError {
 impl CliError {
     /// A failure (exit 1).
     pub fn failure(message: impl Into<String>) -> Self {
-        Self { exit: Exit::Failure, message: message.into(), hint: None }
+        Self {
+            exit: Exit::Failure,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     /// A usage error (exit 2).
     pub fn usage(message: impl Into<String>) -> Self {
-        Self { exit: Exit::Usage, message: message.into(), hint: None }
+        Self {
+            exit: Exit::Usage,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     /// A precondition that is not met (exit 3).
     pub fn unsatisfiable(message: impl Into<String>) -> Self {
-        Self { exit: Exit::Unsatisfiable, message: message.into(), hint: None }
+        Self {
+            exit: Exit::Unsatisfiable,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     /// Add a hint.
@@ -63,7 +75,11 @@ impl CliError {
 
     /// The interrupted error.
     pub fn interrupted() -> Self {
-        Self { exit: Exit::Interrupted, message: "interrupted".into(), hint: None }
+        Self {
+            exit: Exit::Interrupted,
+            message: "interrupted".into(),
+            hint: None,
+        }
     }
 }
 
@@ -89,7 +105,11 @@ impl From<dlenv_engine::EngineError> for CliError {
             }
             src = s.source();
         }
-        Self { exit: Exit::Failure, message, hint }
+        Self {
+            exit: Exit::Failure,
+            message,
+            hint,
+        }
     }
 }
 
@@ -102,7 +122,11 @@ impl From<dlenv_base::BaseError> for CliError {
             }
             _ => Exit::Failure,
         };
-        Self { exit, message: e.to_string(), hint: e.hint() }
+        Self {
+            exit,
+            message: e.to_string(),
+            hint: e.hint(),
+        }
     }
 }
 

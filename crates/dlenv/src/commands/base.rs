@@ -70,15 +70,26 @@ pub async fn run(cmd: BaseCommand, g: &Globals) -> Result<Exit, CliError> {
 async fn bootstrap(a: BootstrapArgs, g: &Globals) -> Result<Exit, CliError> {
     let p = &g.printer;
     let started = Instant::now();
-    let arch = a.arch.clone().unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let recipe = Recipe::new(&a.distro, &arch, &a.variant, a.mirror.as_deref(), &a.include)?;
+    let arch = a
+        .arch
+        .clone()
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let recipe = Recipe::new(
+        &a.distro,
+        &arch,
+        &a.variant,
+        a.mirror.as_deref(),
+        &a.include,
+    )?;
     let engine = super::connect(g).await?;
     let image = format!("{BASE_REPO}:{}", recipe.release_tag());
     let recipe_image = format!("{BASE_REPO}:{}", recipe.recipe_tag());
 
     if !a.rebuild {
         if let Some(id) = engine.image_id(&recipe_image).await? {
-            engine.tag_image(&id, BASE_REPO, &recipe.release_tag()).await?;
+            engine
+                .tag_image(&id, BASE_REPO, &recipe.release_tag())
+                .await?;
             let out = BootstrapOutcome {
                 image,
                 recipe_image,
@@ -130,7 +141,9 @@ async fn bootstrap(a: BootstrapArgs, g: &Globals) -> Result<Exit, CliError> {
             }
         }
     };
-    engine.tag_image(&id, BASE_REPO, &recipe.release_tag()).await?;
+    engine
+        .tag_image(&id, BASE_REPO, &recipe.release_tag())
+        .await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -204,7 +217,8 @@ async fn list(g: &Globals) -> Result<Exit, CliError> {
         return Ok(Exit::Ok);
     }
     if images.is_empty() {
-        g.printer.info("no base images yet: run `sudo dlenv base bootstrap`");
+        g.printer
+            .info("no base images yet: run `sudo dlenv base bootstrap`");
     }
     for i in images {
         g.printer.out(format!(

@@ -60,29 +60,49 @@ async fn info(g: &Globals) -> Result<Exit, CliError> {
     ));
     p.out(format!(
         "nvidia runtime:   {}",
-        if r.nvidia_runtime { "registered" } else { "not registered" }
+        if r.nvidia_runtime {
+            "registered"
+        } else {
+            "not registered"
+        }
     ));
     p.out(format!(
         "cgroups:          driver {}, version {}",
         opt(&r.cgroup_driver),
         opt(&r.cgroup_version)
     ));
-    p.out(format!("rootless:         {}", if r.rootless { "yes" } else { "no" }));
+    p.out(format!(
+        "rootless:         {}",
+        if r.rootless { "yes" } else { "no" }
+    ));
     match (&r.cdi_spec_dirs, &r.discovered_devices) {
         (None, None) => p.out("CDI:              not reported by this engine (needs API 1.47+)"),
         (dirs, devs) => {
-            p.out(format!("CDI spec dirs:    {}", dirs.clone().unwrap_or_default().join(", ")));
+            p.out(format!(
+                "CDI spec dirs:    {}",
+                dirs.clone().unwrap_or_default().join(", ")
+            ));
             let devs = devs.clone().unwrap_or_default();
             p.out(format!(
                 "CDI devices:      {}",
-                if devs.is_empty() { "none".to_string() } else { devs.join(", ") }
+                if devs.is_empty() {
+                    "none".to_string()
+                } else {
+                    devs.join(", ")
+                }
             ));
         }
     }
     if !r.registry_mirrors.is_empty() {
-        p.out(format!("registry mirrors: {}", r.registry_mirrors.join(", ")));
+        p.out(format!(
+            "registry mirrors: {}",
+            r.registry_mirrors.join(", ")
+        ));
     }
-    for (name, v) in [("HTTP proxy", &r.http_proxy), ("HTTPS proxy", &r.https_proxy)] {
+    for (name, v) in [
+        ("HTTP proxy", &r.http_proxy),
+        ("HTTPS proxy", &r.https_proxy),
+    ] {
         if let Some(v) = v {
             p.out(format!("{name:<17} {v}"));
         }
@@ -102,5 +122,9 @@ pub fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
