@@ -1,0 +1,9 @@
+//! dlenv's one integration-test binary. Tests run the real `dlenv` binary against the
+//! real container engine (never a mock); `.ci/run` starts one. Images come from local
+//! root filesystems (busybox-static, debootstrap): no registry is needed.
+//!
+//! Modules, by command group:
+mod base;
+mod cli;
+mod engine;
+mod support;
