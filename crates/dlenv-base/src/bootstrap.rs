@@ -111,23 +111,28 @@ fn unmount_below(root: &Path) {
     }
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+/// mountinfo escapes space, tab, newline and backslash as `\ooo` (octal).
 fn unescape_mountinfo(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
     let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v as char);
+        let octal = (b[i] == b'\\' && i + 3 < b.len())
+            .then(|| std::str::from_utf8(&b[i + 1..i + 4]).ok())
+            .flatten()
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
+        match octal {
+            Some(v) => {
+                out.push(v);
                 i += 4;
-                continue;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
             }
         }
-        out.push(b[i] as char);
-        i += 1;
     }
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Kills a whole process group when dropped (debootstrap runs dpkg and chroot children
@@ -314,6 +319,7 @@ mod tests {
             "/var/tmp/a b/proc"
         );
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/données\\011x"), "/données\tx");
     }
 
     #[test]

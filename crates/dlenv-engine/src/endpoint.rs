@@ -122,14 +122,14 @@ impl Discovery {
                 source: EndpointSource::DockerHostEnv,
             }]);
         }
-        if let Some((name, selected_by)) = self.selected_context()? {
-            if name != "default" {
-                let uri = self.context_endpoint(&name)?;
-                return Ok(vec![Endpoint {
-                    uri,
-                    source: EndpointSource::Context { name, selected_by },
-                }]);
-            }
+        if let Some((name, selected_by)) = self.selected_context()?
+            && name != "default"
+        {
+            let uri = self.context_endpoint(&name)?;
+            return Ok(vec![Endpoint {
+                uri,
+                source: EndpointSource::Context { name, selected_by },
+            }]);
         }
         let mut out = vec![Endpoint {
             uri: "unix:///var/run/docker.sock".into(),

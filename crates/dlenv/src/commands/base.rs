@@ -85,8 +85,10 @@ async fn bootstrap(a: BootstrapArgs, g: &Globals) -> Result<Exit, CliError> {
     let image = format!("{BASE_REPO}:{}", recipe.release_tag());
     let recipe_image = format!("{BASE_REPO}:{}", recipe.recipe_tag());
 
-    if !a.rebuild {
-        if let Some(id) = engine.image_id(&recipe_image).await? {
+    if !a.rebuild
+        && let Some(id) = engine.image_id(&recipe_image).await?
+    {
+        {
             engine
                 .tag_image(&id, BASE_REPO, &recipe.release_tag())
                 .await?;

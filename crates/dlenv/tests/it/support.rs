@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 pub const TEST_LABEL: &str = "dlenv.test";
 
 /// The tiny image built from busybox-static.
+#[allow(dead_code)]
 pub const BUSYBOX_IMAGE: &str = "dlenv-test/busybox:latest";
 
 /// A unique id for this test process, so parallel runs don't collide.
@@ -71,6 +72,7 @@ pub fn json(o: &Output) -> serde_json::Value {
 
 /// Build the busybox image once per machine (cached by tag): a root filesystem holding
 /// the static busybox and its applet links, imported with `docker import`.
+#[allow(dead_code)] // used by the doctor/run tests as they land
 pub fn busybox_image() -> &'static str {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
@@ -81,17 +83,14 @@ pub fn busybox_image() -> &'static str {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("bin");
+        let root = dir.path().join("rootfs");
+        let bin = root.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         for d in ["tmp", "etc", "workspace", "root"] {
-            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+            std::fs::create_dir_all(root.join(d)).unwrap();
         }
-        std::fs::write(
-            dir.path().join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("etc/group"), "root:x:0:\n").unwrap();
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -104,25 +103,19 @@ pub fn busybox_image() -> &'static str {
         {
             let _ = std::os::unix::fs::symlink("busybox", bin.join(a));
         }
-        let tar = Command::new("tar")
-            .args(["-C"])
-            .arg(dir.path())
-            .args(["-c", "."])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = docker()
-            .args([
-                "import",
-                "--change",
-                "LABEL dlenv.test=fixture",
-                "--change",
-                "CMD [\"/bin/sh\"]",
-            ])
-            .args(["-", BUSYBOX_IMAGE])
-            .stdin(tar.stdout.unwrap())
-            .output()
-            .unwrap();
+        let archive = dir.path().join("rootfs.tar");
+        let t = run(Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&archive)
+            .arg("."));
+        assert!(t.status.success(), "tar failed: {}", stderr(&t));
+        let out = run(docker()
+            .args(["import", "--change", "LABEL dlenv.test=fixture"])
+            .args(["--change", "CMD [\"/bin/sh\"]"])
+            .arg(&archive)
+            .arg(BUSYBOX_IMAGE));
         assert!(
             out.status.success(),
             "docker import failed: {}",

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks: dlenv vs the docker CLI doing the same work, in one run on one
+# machine. Prints a Markdown table for BENCHMARKS.md. Needs a running engine and a
+# release build (`cargo build --release`). Usage: bench/run.sh [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-30}
+DLENV=${DLENV:-./target/release/dlenv}
+[ -x "$DLENV" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+
+# median wall time in ms of ROUNDS runs of a command (alternating runs are not needed:
+# each pair below runs back to back in the same minute)
+median_ms() {
+  local times=() t0 t1
+  for _ in $(seq "$ROUNDS"); do
+    t0=$(date +%s%N); "$@" >/dev/null 2>&1; t1=$(date +%s%N)
+    times+=($(( (t1 - t0) / 1000 )))
+  done
+  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.1f", m/1000}'
+}
+
+row() { # name, dlenv cmd, docker cmd (as strings)
+  local name=$1 a b
+  a=$(median_ms bash -c "$2"); b=$(median_ms bash -c "$3")
+  printf '| %s | `%s` | %s ms | `%s` | %s ms | %s |\n' "$name" "$2" "$a" "$3" "$b" \
+    "$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", a/b}')"
+}
+
+echo "Machine: $(nproc) cores, $(docker version --format 'engine {{.Server.Version}} API {{.Server.APIVersion}}'), ${ROUNDS} rounds, median"
+echo
+echo '| what | dlenv | time | docker CLI | time | ratio dlenv/docker |'
+echo '|---|---|---|---|---|---|'
+row "engine facts" "$DLENV engine info --json" "docker info --format '{{json .}}'"
+if docker image inspect dlenv/base:debian-bookworm >/dev/null 2>&1; then
+  row "cached base image (reuse)" "$DLENV base bootstrap --json" "docker image inspect dlenv/base:debian-bookworm"
+fi
