@@ -239,10 +239,12 @@ pub fn lookup_gpu<'a>(db: &'a CompatDb, name: &str) -> Result<&'a Product, GpuLo
     let mut best: Option<(&Product, usize)> = None;
     for p in &db.products {
         let t = name_tokens(&p.name);
-        if !t.is_empty() && q.len() >= t.len() && q[..t.len()] == t[..] {
-            if best.is_none_or(|(_, n)| t.len() > n) {
-                best = Some((p, t.len()));
-            }
+        if !t.is_empty()
+            && q.len() >= t.len()
+            && q[..t.len()] == t[..]
+            && best.is_none_or(|(_, n)| t.len() > n)
+        {
+            best = Some((p, t.len()));
         }
     }
     if let Some((p, _)) = best {

@@ -56,7 +56,11 @@ impl DottedVersion {
 
     /// The first `n` fields (zero-padded), e.g. `12.8.1` → `12.8` for `n = 2`.
     pub fn truncate(&self, n: usize) -> Self {
-        Self::new((0..n).map(|i| self.parts.get(i).copied().unwrap_or(0)).collect())
+        Self::new(
+            (0..n)
+                .map(|i| self.parts.get(i).copied().unwrap_or(0))
+                .collect(),
+        )
     }
 
     /// `major.minor`.
@@ -90,7 +94,9 @@ impl FromStr for DottedVersion {
         let mut parts = Vec::new();
         for field in t.split('.') {
             if field.is_empty() || !field.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(err("expected numbers separated by dots, like 12.8 or 570.124.06"));
+                return Err(err(
+                    "expected numbers separated by dots, like 12.8 or 570.124.06",
+                ));
             }
             parts.push(field.parse::<u32>().map_err(|_| err("number too large"))?);
         }

@@ -49,6 +49,13 @@ pub enum Command {
     /// Base images built locally, with no registry.
     #[command(subcommand)]
     Base(commands::base::BaseCommand),
+    /// Check this host for GPU containers: OS, NVIDIA driver and GPUs, engine, NVIDIA
+    /// Container Toolkit, CDI. Prints pass / warn / fail with the command that fixes each
+    /// failure. Exit 0 when nothing fails (warnings allowed), 1 otherwise.
+    Doctor(commands::doctor::DoctorArgs),
+    /// Install what GPU containers need (Docker Engine or Podman, the docker group, the
+    /// NVIDIA Container Toolkit, an optional registry mirror), skipping what is done.
+    Setup(commands::setup::SetupArgs),
 }
 
 /// Global settings every command receives.
@@ -108,5 +115,7 @@ async fn run(command: Command, g: &Globals) -> Result<Exit, CliError> {
     match command {
         Command::Engine(c) => commands::engine::run(c, g).await,
         Command::Base(c) => commands::base::run(c, g).await,
+        Command::Doctor(a) => commands::doctor::run(a, g).await,
+        Command::Setup(a) => commands::setup::run(a, g).await,
     }
 }

@@ -1,7 +1,9 @@
 //! One module per command group: clap arguments plus an async `run`.
 
 pub mod base;
+pub mod doctor;
 pub mod engine;
+pub mod setup;
 
 use dlenv_engine::{Discovery, Engine};
 

@@ -5,5 +5,6 @@
 //! Modules, by command group:
 mod base;
 mod cli;
+mod doctor;
 mod engine;
 mod support;
