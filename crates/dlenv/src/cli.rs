@@ -36,6 +36,10 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Use the compat database in DIR instead of the installed or embedded one.
+    #[arg(long, global = true, value_name = "DIR", env = "DLENV_COMPAT_DB")]
+    pub compat_db: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -56,6 +60,15 @@ pub enum Command {
     /// Install what GPU containers need (Docker Engine or Podman, the docker group, the
     /// NVIDIA Container Toolkit, an optional registry mirror), skipping what is done.
     Setup(commands::setup::SetupArgs),
+    /// Pick a full stack (framework build, Python, CUDA, cuDNN, base image) that runs on
+    /// this host's driver and GPUs, or explain why none does. Exit 0 with a stack, 3 when
+    /// none exists, 2 on malformed input.
+    Resolve(commands::resolve::ResolveArgs),
+    /// Which framework versions and builds run on this host, and why the others don't.
+    Matrix(commands::resolve::MatrixArgs),
+    /// The compatibility database: which one is in use, and updating it.
+    #[command(subcommand)]
+    Compat(commands::compat::CompatCommand),
 }
 
 /// Global settings every command receives.
@@ -65,6 +78,8 @@ pub struct Globals {
     pub printer: Printer,
     /// `--host`.
     pub host: Option<String>,
+    /// `--compat-db`.
+    pub compat_db: Option<std::path::PathBuf>,
 }
 
 /// Parse, run, and turn the outcome into an exit code.
@@ -83,6 +98,7 @@ pub fn main() -> ExitCode {
             verbose: cli.verbose,
         },
         host: cli.host.clone(),
+        compat_db: cli.compat_db.clone(),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -117,5 +133,8 @@ async fn run(command: Command, g: &Globals) -> Result<Exit, CliError> {
         Command::Base(c) => commands::base::run(c, g).await,
         Command::Doctor(a) => commands::doctor::run(a, g).await,
         Command::Setup(a) => commands::setup::run(a, g).await,
+        Command::Resolve(a) => commands::resolve::resolve(a, g),
+        Command::Matrix(a) => commands::resolve::matrix(a, g),
+        Command::Compat(c) => commands::compat::run(c, g),
     }
 }

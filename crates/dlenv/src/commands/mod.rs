@@ -1,8 +1,10 @@
 //! One module per command group: clap arguments plus an async `run`.
 
 pub mod base;
+pub mod compat;
 pub mod doctor;
 pub mod engine;
+pub mod resolve;
 pub mod setup;
 
 use dlenv_engine::{Discovery, Engine};

@@ -14,6 +14,14 @@ fn version_and_help_on_every_command() {
         vec!["base", "--help"],
         vec!["base", "bootstrap", "--help"],
         vec!["base", "list", "--help"],
+        vec!["doctor", "--help"],
+        vec!["setup", "--help"],
+        vec!["resolve", "--help"],
+        vec!["matrix", "--help"],
+        vec!["compat", "--help"],
+        vec!["compat", "info", "--help"],
+        vec!["compat", "update", "--help"],
+        vec!["compat", "reset", "--help"],
     ] {
         let o = run(dlenv().args(&args));
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));

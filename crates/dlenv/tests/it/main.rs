@@ -5,6 +5,7 @@
 //! Modules, by command group:
 mod base;
 mod cli;
+mod compat;
 mod doctor;
 mod engine;
 mod support;
