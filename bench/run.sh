@@ -34,3 +34,13 @@ row "engine facts" "$DLENV engine info --json" "docker info --format '{{json .}}
 if docker image inspect dlenv/base:debian-bookworm >/dev/null 2>&1; then
   row "cached base image (reuse)" "$DLENV base bootstrap --json" "docker image inspect dlenv/base:debian-bookworm"
 fi
+
+echo
+echo '| resolver query (whole process, no engine) | median |'
+echo '|---|---|'
+for q in "matrix --json --gpu H100 --driver 550.54.15" \
+         "matrix --json --gpu 'RTX 5090' --gpu A100 --gpu T4 --driver 570.124.06" \
+         "resolve --json --gpu H100 --driver 550.54.15 --framework pytorch" \
+         "resolve --json --gpu 'RTX 5090' --driver 535.104.05 --framework pytorch==2.7.0"; do
+  printf '| `dlenv %s` | %s ms |\n' "$q" "$(median_ms bash -c "$DLENV $q")"
+done

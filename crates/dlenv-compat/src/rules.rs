@@ -232,8 +232,17 @@ pub fn check_require(
     let Some(driver) = &host.driver else {
         return Ok(());
     };
-    let req = row.nvidia_require_cuda();
     let dc = db.driver_cuda(driver);
+    // Fast path: the requirement's first alternative is the plain `cuda>=X.Y`; when the
+    // driver's CUDA satisfies it, no brand exception matters (and building and parsing the
+    // long brand list dominated `matrix`).
+    if dc
+        .as_ref()
+        .is_some_and(|dc| *dc >= row.version.major_minor())
+    {
+        return Ok(());
+    }
+    let req = row.nvidia_require_cuda();
     let gpus: Vec<Option<&GpuFact>> = if host.gpus.is_empty() {
         vec![None]
     } else {

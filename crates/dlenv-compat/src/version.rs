@@ -15,7 +15,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone)]
 pub struct DottedVersion {
     parts: Vec<u32>,
-    text: String,
+    /// The text it was parsed from, when parsed (keeps leading zeros such as `06`);
+    /// `None` for computed versions, which display their fields. Computed versions are
+    /// made in hot loops, so they must not format a string eagerly.
+    text: Option<String>,
 }
 
 /// Error for a string that is not a dotted version.
@@ -31,12 +34,7 @@ pub struct VersionError {
 impl DottedVersion {
     /// Builds a version from its numeric fields.
     pub fn new(parts: Vec<u32>) -> Self {
-        let text = parts
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(".");
-        Self { parts, text }
+        Self { parts, text: None }
     }
 
     /// The numeric fields.
@@ -102,14 +100,25 @@ impl FromStr for DottedVersion {
         }
         Ok(Self {
             parts,
-            text: t.to_string(),
+            text: Some(t.to_string()),
         })
     }
 }
 
 impl fmt::Display for DottedVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        match &self.text {
+            Some(t) => f.write_str(t),
+            None => {
+                for (i, p) in self.parts.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    write!(f, "{p}")?;
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -144,7 +153,7 @@ impl Eq for DottedVersion {}
 
 impl Serialize for DottedVersion {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text)
+        s.collect_str(self)
     }
 }
 

@@ -75,6 +75,9 @@ pub enum EngineError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// An image build failed.
+    #[error("build failed{}: {}", .0.step.as_ref().map(|s| format!(" at step {s}")).unwrap_or_default(), .0.message)]
+    Build(Box<crate::BuildFailure>),
     /// Something outside the engine failed (I/O on a local stream).
     #[error("{what}: {message}")]
     Local {

@@ -58,6 +58,16 @@ impl Engine {
         Ok(img.config.and_then(|c| c.labels).unwrap_or_default())
     }
 
+    /// The `Env` of image `reference` (`KEY=VALUE` lines).
+    pub async fn image_env(&self, reference: &str) -> Result<Vec<String>, EngineError> {
+        let img = self
+            .docker
+            .inspect_image(reference)
+            .await
+            .map_err(|e| EngineError::api(format!("inspect image {reference}"), e))?;
+        Ok(img.config.and_then(|c| c.env).unwrap_or_default())
+    }
+
     /// Tag `source` (an id or reference) as `repo:tag`.
     pub async fn tag_image(&self, source: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
         let opts = TagImageOptionsBuilder::new().repo(repo).tag(tag).build();

@@ -5,6 +5,8 @@
 //! command line: it takes plain values and returns typed errors ([`EngineError`]) whose
 //! [`EngineError::hint`] says what the user can do.
 
+mod build;
+mod containers;
 mod endpoint;
 mod error;
 mod images;
@@ -15,6 +17,10 @@ use std::time::Duration;
 use bollard::Docker;
 use serde::Serialize;
 
+pub use build::{BuildEvent, BuildFailure, BuildOutcome, BuildSpec};
+pub use containers::{
+    ContainerLine, ContainerSpec, GpuMode, GpuRequest, MountSpec, PortSpec, create_body,
+};
 pub use endpoint::{Discovery, Endpoint, EndpointSource, context_meta_path};
 pub use error::{Attempt, AttemptFailure, EngineError};
 pub use images::{ImageSummaryLine, ImportProgress};

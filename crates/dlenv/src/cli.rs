@@ -69,6 +69,27 @@ pub enum Command {
     /// The compatibility database: which one is in use, and updating it.
     #[command(subcommand)]
     Compat(commands::compat::CompatCommand),
+    /// Run a command in a container with GPUs, shared memory, your uid and the current
+    /// directory at /workspace; its exit code becomes dlenv's. The container is removed
+    /// afterwards unless `-d`.
+    Run(commands::run::RunArgs),
+    /// List dlenv's containers.
+    Ps,
+    /// Stop dlenv containers.
+    Stop(commands::run::TargetArgs),
+    /// Remove dlenv containers.
+    Rm(commands::run::TargetArgs),
+    /// Show a dlenv container's log.
+    Logs(commands::run::LogsArgs),
+    /// Write a dlenv.toml spec: a flag for every field, prompts on a terminal, defaults the
+    /// resolver accepts on this host. Refuses to overwrite without --force.
+    Init(Box<commands::init::InitArgs>),
+    /// Resolve the spec and write dlenv.lock (atomically). With --locked, only check that
+    /// the lock is up to date: exit 3 naming why when it is stale or missing.
+    Lock(commands::lock::LockArgs),
+    /// Print the Dockerfile for the spec (from dlenv.lock when it is fresh, else resolved
+    /// in memory). It builds without dlenv: `dlenv dockerfile > Dockerfile`.
+    Dockerfile(commands::dockerfile::DockerfileArgs),
 }
 
 /// Global settings every command receives.
@@ -110,13 +131,9 @@ pub fn main() -> ExitCode {
             return Exit::Failure.into();
         }
     };
-    let result = runtime.block_on(async {
-        tokio::select! {
-            r = run(cli.command, &globals) => r,
-            _ = tokio::signal::ctrl_c() => Err(CliError::interrupted()),
-        }
-    });
-    // Dropping the runtime cancels what is left; guards clean up on drop.
+    // Commands that must clean up on Ctrl-C listen for it themselves (see
+    // `interruptible`); elsewhere SIGINT keeps its default effect.
+    let result = runtime.block_on(run(cli.command, &globals));
     drop(runtime);
     match result {
         Ok(code) => code.into(),
@@ -124,6 +141,17 @@ pub fn main() -> ExitCode {
             eprintln!("{e}");
             e.exit.into()
         }
+    }
+}
+
+/// Run `fut` until it finishes or Ctrl-C arrives; on Ctrl-C the future is dropped (its
+/// guards clean up) and the command exits 130.
+pub async fn interruptible<T>(
+    fut: impl std::future::Future<Output = Result<T, CliError>>,
+) -> Result<T, CliError> {
+    tokio::select! {
+        r = fut => r,
+        _ = tokio::signal::ctrl_c() => Err(CliError::interrupted()),
     }
 }
 
@@ -136,5 +164,22 @@ async fn run(command: Command, g: &Globals) -> Result<Exit, CliError> {
         Command::Resolve(a) => commands::resolve::resolve(a, g),
         Command::Matrix(a) => commands::resolve::matrix(a, g),
         Command::Compat(c) => commands::compat::run(c, g),
+        Command::Run(a) => commands::run::run(a, g).await,
+        Command::Ps => commands::run::ps(g).await,
+        Command::Stop(a) => commands::run::stop(a, g).await,
+        Command::Rm(a) => commands::run::rm(a, g).await,
+        Command::Logs(a) => commands::run::logs(a, g).await,
+        Command::Init(a) => commands::init::run(*a, g),
+        Command::Lock(a) => commands::lock::run(a, g),
+        Command::Dockerfile(a) => commands::dockerfile::run(a, g),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -11,20 +11,36 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// Success.
-    Ok = 0,
+    Ok,
     /// The operation failed.
-    Failure = 1,
+    Failure,
     /// The command line was malformed.
-    Usage = 2,
+    Usage,
     /// No compatible stack exists, or a precondition is not met.
-    Unsatisfiable = 3,
+    Unsatisfiable,
     /// Interrupted by Ctrl-C (128 + SIGINT, the shell convention).
-    Interrupted = 130,
+    Interrupted,
+    /// The exit code of a command dlenv ran in a container, passed through.
+    Child(u8),
+}
+
+impl Exit {
+    /// The numeric code.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Ok => 0,
+            Self::Failure => 1,
+            Self::Usage => 2,
+            Self::Unsatisfiable => 3,
+            Self::Interrupted => 130,
+            Self::Child(c) => c,
+        }
+    }
 }
 
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> Self {
-        ExitCode::from(e as u8)
+        ExitCode::from(e.code())
     }
 }
 

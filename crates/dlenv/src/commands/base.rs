@@ -62,7 +62,7 @@ struct BootstrapOutcome {
 /// Run a base command.
 pub async fn run(cmd: BaseCommand, g: &Globals) -> Result<Exit, CliError> {
     match cmd {
-        BaseCommand::Bootstrap(a) => bootstrap(a, g).await,
+        BaseCommand::Bootstrap(a) => crate::cli::interruptible(bootstrap(a, g)).await,
         BaseCommand::List => list(g).await,
     }
 }

@@ -2,9 +2,13 @@
 
 pub mod base;
 pub mod compat;
+pub mod dockerfile;
 pub mod doctor;
 pub mod engine;
+pub mod init;
+pub mod lock;
 pub mod resolve;
+pub mod run;
 pub mod setup;
 
 use dlenv_engine::{Discovery, Engine};

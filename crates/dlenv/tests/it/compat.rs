@@ -314,3 +314,50 @@ fn compat_db_flag_with_a_malformed_file_names_it() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("jax.toml"), "{}", stderr(&o));
 }
+
+/// `compat update --from URL` fetches the files over HTTP (a server on loopback here).
+#[test]
+fn compat_update_from_a_url() {
+    use std::io::{BufRead, BufReader};
+    let newer = db_copy("2999.2.2");
+    let mut server = std::process::Command::new("python3")
+        .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
+        .current_dir(newer.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 is needed for this test");
+    let mut first = String::new();
+    BufReader::new(server.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
+    let port = first.split_whitespace().nth(5).unwrap().to_string();
+    let home = tempfile::tempdir().unwrap();
+    let o = run(dlenv()
+        .args([
+            "compat",
+            "update",
+            "--from",
+            &format!("http://127.0.0.1:{port}/"),
+        ])
+        .env("XDG_DATA_HOME", home.path()));
+    let missing = run(dlenv()
+        .args([
+            "compat",
+            "update",
+            "--from",
+            &format!("http://127.0.0.1:{port}/nope/"),
+        ])
+        .env("XDG_DATA_HOME", home.path()));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("2999.2.2"), "{}", stdout(&o));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("/nope/meta.toml"),
+        "{}",
+        stderr(&missing)
+    );
+}

@@ -8,4 +8,6 @@ mod cli;
 mod compat;
 mod doctor;
 mod engine;
+mod run;
+mod spec;
 mod support;

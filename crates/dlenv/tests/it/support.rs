@@ -8,7 +8,6 @@ use std::sync::OnceLock;
 pub const TEST_LABEL: &str = "dlenv.test";
 
 /// The tiny image built from busybox-static.
-#[allow(dead_code)]
 pub const BUSYBOX_IMAGE: &str = "dlenv-test/busybox:latest";
 
 /// A unique id for this test process, so parallel runs don't collide.
@@ -72,7 +71,6 @@ pub fn json(o: &Output) -> serde_json::Value {
 
 /// Build the busybox image once per machine (cached by tag): a root filesystem holding
 /// the static busybox and its applet links, imported with `docker import`.
-#[allow(dead_code)] // used by the doctor/run tests as they land
 pub fn busybox_image() -> &'static str {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
@@ -157,5 +155,21 @@ impl Drop for ContainerGuard {
         for id in stdout(&ids).split_whitespace() {
             let _ = run(docker().args(["rm", "-f", id]));
         }
+    }
+}
+
+/// Removes the named container (however it was created) when dropped.
+pub struct NameGuard(pub String);
+
+impl NameGuard {
+    /// A guard for a fresh unique name.
+    pub fn new(prefix: &str) -> Self {
+        Self(unique(prefix))
+    }
+}
+
+impl Drop for NameGuard {
+    fn drop(&mut self) {
+        let _ = run(docker().args(["rm", "-f", &self.0]));
     }
 }

@@ -1,0 +1,578 @@
+//! Containers: create with GPUs and dlenv's defaults, run attached, wait, remove.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use bollard::models::{
+    ContainerCreateBody, ContainerSummary, DeviceRequest, HostConfig, Mount, MountType,
+    PortBinding, ResourcesUlimits,
+};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
+};
+
+use crate::{Engine, EngineError, MANAGED_LABEL};
+
+/// Which GPUs a container gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
+pub enum GpuRequest {
+    /// No GPU request at all.
+    None,
+    /// Every GPU.
+    All,
+    /// The first N GPUs.
+    Count(u32),
+    /// Specific GPUs: indexes, UUIDs or MIG ids.
+    Devices(Vec<String>),
+}
+
+impl GpuRequest {
+    /// Parse `all`, `none`, `N`, `0,1`, `GPU-…`, `MIG-…`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        match s {
+            "all" => return Ok(Self::All),
+            "none" | "" => return Ok(Self::None),
+            _ => {}
+        }
+        if let Ok(n) = s.parse::<u32>() {
+            return if n == 0 {
+                Ok(Self::None)
+            } else {
+                Ok(Self::Count(n))
+            };
+        }
+        let ids: Vec<String> = s.split(',').map(|p| p.trim().to_string()).collect();
+        let valid = |id: &str| {
+            !id.is_empty()
+                && (id.chars().all(|c| c.is_ascii_digit())
+                    || id.starts_with("GPU-")
+                    || id.starts_with("MIG-")
+                    || id
+                        .split(':')
+                        .all(|p| p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty()))
+        };
+        if let Some(bad) = ids.iter().find(|id| !valid(id)) {
+            return Err(format!(
+                "`{bad}` is not a GPU: use all, none, a count (2), indexes (0,1), \
+                 GPU UUIDs (GPU-…) or MIG ids (MIG-… or 0:1)"
+            ));
+        }
+        Ok(Self::Devices(ids))
+    }
+
+    /// Whether any GPU is requested.
+    pub fn any(&self) -> bool {
+        !matches!(self, Self::None)
+    }
+}
+
+/// How the engine is asked for GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuMode {
+    /// A device request for the NVIDIA driver (what `docker run --gpus` sends).
+    NvidiaDriver,
+    /// CDI device names (`nvidia.com/gpu=all`), for engines that list CDI devices and for
+    /// Podman ≥ 5.4.
+    Cdi,
+}
+
+/// A port to publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortSpec {
+    /// Host address; `127.0.0.1` unless the user asked for a public port.
+    pub host_ip: String,
+    /// Host port (`None`: the same as the container port).
+    pub host_port: Option<u16>,
+    /// Container port.
+    pub container_port: u16,
+}
+
+impl PortSpec {
+    /// Parse `8888` or `HOST:CONTAINER`, published on loopback unless `public`.
+    pub fn parse(s: &str, public: bool) -> Result<Self, String> {
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| {
+                    format!("`{s}` is not a port: use PORT or HOST_PORT:CONTAINER_PORT (1-65535)")
+                })
+        };
+        let (host_port, container_port) = match s.split_once(':') {
+            Some((h, c)) => (Some(port(h)?), port(c)?),
+            None => (None, port(s)?),
+        };
+        let host_ip = if public { "0.0.0.0" } else { "127.0.0.1" }.to_string();
+        Ok(Self {
+            host_ip,
+            host_port,
+            container_port,
+        })
+    }
+}
+
+/// A bind mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MountSpec {
+    /// Absolute host path.
+    pub source: String,
+    /// Path in the container.
+    pub target: String,
+    /// Read-only.
+    pub read_only: bool,
+}
+
+/// Everything about a container dlenv creates.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    /// Image reference.
+    pub image: String,
+    /// Container name.
+    pub name: Option<String>,
+    /// Command (overrides the image's CMD).
+    pub cmd: Option<Vec<String>>,
+    /// `KEY=VALUE` environment.
+    pub env: Vec<String>,
+    /// `uid:gid`.
+    pub user: Option<String>,
+    /// Working directory.
+    pub workdir: Option<String>,
+    /// GPUs.
+    pub gpus: Option<GpuRequest>,
+    /// How GPUs are requested.
+    pub gpu_mode: Option<GpuMode>,
+    /// `/dev/shm` size in bytes.
+    pub shm_size: Option<i64>,
+    /// Share the host's IPC namespace instead of a private `/dev/shm`.
+    pub ipc_host: bool,
+    /// `(name, soft, hard)` ulimits.
+    pub ulimits: Vec<(String, i64, i64)>,
+    /// Published ports.
+    pub ports: Vec<PortSpec>,
+    /// Bind mounts.
+    pub mounts: Vec<MountSpec>,
+    /// tmpfs mounts: path → options.
+    pub tmpfs: BTreeMap<String, String>,
+    /// Labels (dlenv adds its own).
+    pub labels: BTreeMap<String, String>,
+    /// Allocate a TTY.
+    pub tty: bool,
+    /// Keep stdin open.
+    pub stdin: bool,
+}
+
+/// The Engine API body for `spec`. Pure, so the exact request is unit-tested.
+pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let device_requests = match (&spec.gpus, spec.gpu_mode.unwrap_or(GpuMode::NvidiaDriver)) {
+        (None | Some(GpuRequest::None), _) => None,
+        (Some(g), GpuMode::NvidiaDriver) => {
+            let (count, device_ids) = match g {
+                GpuRequest::All => (Some(-1), None),
+                GpuRequest::Count(n) => (Some(i64::from(*n)), None),
+                GpuRequest::Devices(ids) => (None, Some(ids.clone())),
+                GpuRequest::None => unreachable!(),
+            };
+            // What `docker run --gpus` sends: an empty driver name selects the device
+            // driver that offers the `gpu` capability (the NVIDIA Container Toolkit).
+            Some(vec![DeviceRequest {
+                driver: Some(String::new()),
+                count,
+                device_ids,
+                capabilities: Some(vec![vec!["gpu".to_string()]]),
+                options: None,
+            }])
+        }
+        (Some(g), GpuMode::Cdi) => {
+            let ids = match g {
+                GpuRequest::All => vec!["nvidia.com/gpu=all".to_string()],
+                GpuRequest::Count(n) => (0..*n).map(|i| format!("nvidia.com/gpu={i}")).collect(),
+                GpuRequest::Devices(ids) => {
+                    ids.iter().map(|i| format!("nvidia.com/gpu={i}")).collect()
+                }
+                GpuRequest::None => unreachable!(),
+            };
+            Some(vec![DeviceRequest {
+                driver: Some("cdi".into()),
+                count: None,
+                device_ids: Some(ids),
+                capabilities: Some(vec![vec!["cdi".to_string()]]),
+                options: None,
+            }])
+        }
+    };
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    let mut exposed = Vec::new();
+    for p in &spec.ports {
+        let key = format!("{}/tcp", p.container_port);
+        exposed.push(key.clone());
+        port_bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(p.host_ip.clone()),
+                host_port: Some(p.host_port.unwrap_or(p.container_port).to_string()),
+            });
+    }
+    let mut labels: HashMap<String, String> = spec
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.insert(MANAGED_LABEL.to_string(), "true".to_string());
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.cmd.clone(),
+        env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+        user: spec.user.clone(),
+        working_dir: spec.workdir.clone(),
+        labels: Some(labels),
+        tty: Some(spec.tty),
+        open_stdin: Some(spec.stdin),
+        attach_stdin: Some(spec.stdin),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        host_config: Some(HostConfig {
+            device_requests,
+            shm_size: if spec.ipc_host { None } else { spec.shm_size },
+            ipc_mode: spec.ipc_host.then(|| "host".to_string()),
+            ulimits: (!spec.ulimits.is_empty()).then(|| {
+                spec.ulimits
+                    .iter()
+                    .map(|(n, s, h)| ResourcesUlimits {
+                        name: Some(n.clone()),
+                        soft: Some(*s),
+                        hard: Some(*h),
+                    })
+                    .collect()
+            }),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            mounts: (!spec.mounts.is_empty()).then(|| {
+                spec.mounts
+                    .iter()
+                    .map(|m| Mount {
+                        typ: Some(MountType::BIND),
+                        source: Some(m.source.clone()),
+                        target: Some(m.target.clone()),
+                        read_only: Some(m.read_only),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            tmpfs: (!spec.tmpfs.is_empty()).then(|| {
+                spec.tmpfs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// One of dlenv's containers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerLine {
+    /// Id.
+    pub id: String,
+    /// Names.
+    pub names: Vec<String>,
+    /// Image.
+    pub image: String,
+    /// `running`, `exited`, …
+    pub state: String,
+    /// Human status, e.g. `Up 3 minutes`.
+    pub status: String,
+    /// Labels.
+    pub labels: HashMap<String, String>,
+    /// Published ports as `host_ip:host_port->container_port`.
+    pub ports: Vec<String>,
+}
+
+impl From<ContainerSummary> for ContainerLine {
+    fn from(c: ContainerSummary) -> Self {
+        Self {
+            id: c.id.unwrap_or_default(),
+            names: c
+                .names
+                .unwrap_or_default()
+                .into_iter()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .collect(),
+            image: c.image.unwrap_or_default(),
+            state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            status: c.status.unwrap_or_default(),
+            labels: c.labels.unwrap_or_default(),
+            ports: c
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| {
+                    Some(format!(
+                        "{}:{}->{}",
+                        p.ip.unwrap_or_default(),
+                        p.public_port?,
+                        p.private_port
+                    ))
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Engine {
+    /// Create a container (not started). Returns its id.
+    pub async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        let mut opts = CreateContainerOptionsBuilder::new();
+        if let Some(n) = &spec.name {
+            opts = opts.name(n);
+        }
+        self.docker
+            .create_container(Some(opts.build()), create_body(spec))
+            .await
+            .map(|r| r.id)
+            .map_err(|e| EngineError::api(format!("create a container from {}", spec.image), e))
+    }
+
+    /// Start a created container.
+    pub async fn start_container(&self, id: &str) -> Result<(), EngineError> {
+        self.docker
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(|e| EngineError::api("start the container", e))
+    }
+
+    /// Stop (with a grace period) and remove a container; missing containers are fine.
+    pub async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(EngineError::api(format!("remove container {id}"), e)),
+        }
+    }
+
+    /// Stop a container (10 s grace period).
+    pub async fn stop_container(&self, id: &str) -> Result<(), EngineError> {
+        let opts = StopContainerOptionsBuilder::new().t(10).build();
+        match self.docker.stop_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(EngineError::api(format!("stop container {id}"), e)),
+        }
+    }
+
+    /// dlenv's containers (label `dlenv.managed`), running or not.
+    pub async fn list_containers(&self) -> Result<Vec<ContainerLine>, EngineError> {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![MANAGED_LABEL.to_string()]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| EngineError::api("list containers", e))?;
+        Ok(list.into_iter().map(ContainerLine::from).collect())
+    }
+
+    /// Attach to a created container, start it, copy its output to this process's stdout
+    /// and stderr until it exits, and return its exit code.
+    pub async fn run_attached(&self, id: &str) -> Result<i64, EngineError> {
+        let opts = AttachContainerOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .build();
+        // Attach before starting, so no early output is lost.
+        let attached = self
+            .docker
+            .attach_container(id, Some(opts))
+            .await
+            .map_err(|e| EngineError::api("attach to the container", e))?;
+        self.start_container(id).await?;
+        let mut output = attached.output;
+        while let Some(chunk) = output.next().await {
+            match chunk {
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    let mut e = std::io::stderr().lock();
+                    let _ = e.write_all(&message);
+                    let _ = e.flush();
+                }
+                Ok(other) => {
+                    let mut o = std::io::stdout().lock();
+                    let _ = o.write_all(&other.into_bytes());
+                    let _ = o.flush();
+                }
+                Err(_) => break,
+            }
+        }
+        self.wait_container(id).await
+    }
+
+    /// Wait for a container to exit and return its exit code.
+    pub async fn wait_container(&self, id: &str) -> Result<i64, EngineError> {
+        let opts = WaitContainerOptionsBuilder::new()
+            .condition("not-running")
+            .build();
+        let mut wait = self.docker.wait_container(id, Some(opts));
+        match wait.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(EngineError::api("wait for the container", e)),
+            None => Err(EngineError::Local {
+                what: "wait for the container".into(),
+                message: "the engine closed the wait stream without an exit code".into(),
+            }),
+        }
+    }
+
+    /// The last `tail` lines of a container's log.
+    pub async fn logs_tail(&self, id: &str, tail: usize) -> Result<String, EngineError> {
+        let opts = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail.to_string())
+            .build();
+        let mut s = self.docker.logs(id, Some(opts));
+        let mut out = Vec::new();
+        while let Some(chunk) = s.next().await {
+            match chunk {
+                Ok(c) => out.extend_from_slice(&c.into_bytes()),
+                Err(e) => return Err(EngineError::api(format!("logs of {id}"), e)),
+            }
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(gpus: GpuRequest, mode: GpuMode) -> ContainerSpec {
+        ContainerSpec {
+            image: "img".into(),
+            gpus: Some(gpus),
+            gpu_mode: Some(mode),
+            ..Default::default()
+        }
+    }
+
+    fn requests(s: &ContainerSpec) -> Vec<DeviceRequest> {
+        create_body(s)
+            .host_config
+            .unwrap()
+            .device_requests
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn gpus_all_is_what_docker_run_gpus_sends() {
+        let r = requests(&spec(GpuRequest::All, GpuMode::NvidiaDriver));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].driver.as_deref(), Some(""));
+        assert_eq!(r[0].count, Some(-1));
+        assert_eq!(r[0].capabilities, Some(vec![vec!["gpu".to_string()]]));
+        assert_eq!(r[0].device_ids, None);
+    }
+
+    #[test]
+    fn gpu_counts_ids_and_none() {
+        let r = requests(&spec(GpuRequest::Count(2), GpuMode::NvidiaDriver));
+        assert_eq!(r[0].count, Some(2));
+        let ids = GpuRequest::parse("GPU-1234,MIG-abcd").unwrap();
+        let r = requests(&spec(ids, GpuMode::NvidiaDriver));
+        assert_eq!(
+            r[0].device_ids,
+            Some(vec!["GPU-1234".into(), "MIG-abcd".into()])
+        );
+        assert_eq!(r[0].count, None);
+        assert!(requests(&spec(GpuRequest::None, GpuMode::NvidiaDriver)).is_empty());
+    }
+
+    #[test]
+    fn cdi_mode_names_cdi_devices() {
+        let r = requests(&spec(GpuRequest::All, GpuMode::Cdi));
+        assert_eq!(r[0].driver.as_deref(), Some("cdi"));
+        assert_eq!(r[0].device_ids, Some(vec!["nvidia.com/gpu=all".into()]));
+        let r = requests(&spec(GpuRequest::parse("0,1").unwrap(), GpuMode::Cdi));
+        assert_eq!(
+            r[0].device_ids,
+            Some(vec!["nvidia.com/gpu=0".into(), "nvidia.com/gpu=1".into()])
+        );
+    }
+
+    #[test]
+    fn gpu_request_parsing() {
+        assert_eq!(GpuRequest::parse("all").unwrap(), GpuRequest::All);
+        assert_eq!(GpuRequest::parse("none").unwrap(), GpuRequest::None);
+        assert_eq!(GpuRequest::parse("0").unwrap(), GpuRequest::None);
+        assert_eq!(GpuRequest::parse("3").unwrap(), GpuRequest::Count(3));
+        assert_eq!(
+            GpuRequest::parse("0:1").unwrap(),
+            GpuRequest::Devices(vec!["0:1".into()])
+        );
+        assert!(GpuRequest::parse("some").unwrap_err().contains("`some`"));
+        assert!(GpuRequest::parse("0,,1").is_err());
+    }
+
+    #[test]
+    fn ports_default_to_loopback() {
+        let p = PortSpec::parse("8888", false).unwrap();
+        assert_eq!(
+            (p.host_ip.as_str(), p.host_port, p.container_port),
+            ("127.0.0.1", None, 8888)
+        );
+        let p = PortSpec::parse("18888:8888", true).unwrap();
+        assert_eq!((p.host_ip.as_str(), p.host_port), ("0.0.0.0", Some(18888)));
+        assert!(PortSpec::parse("http", false).is_err());
+        assert!(PortSpec::parse("0", false).is_err());
+        let s = ContainerSpec {
+            image: "i".into(),
+            ports: vec![PortSpec::parse("8888", false).unwrap()],
+            ..Default::default()
+        };
+        let b = create_body(&s);
+        let pb = b.host_config.unwrap().port_bindings.unwrap();
+        let binding = &pb["8888/tcp"].as_ref().unwrap()[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding.host_port.as_deref(), Some("8888"));
+        assert_eq!(b.exposed_ports, Some(vec!["8888/tcp".to_string()]));
+    }
+
+    #[test]
+    fn ipc_host_replaces_shm_size_and_labels_mark_dlenv() {
+        let s = ContainerSpec {
+            image: "i".into(),
+            ipc_host: true,
+            shm_size: Some(1 << 30),
+            ..Default::default()
+        };
+        let b = create_body(&s);
+        let h = b.host_config.unwrap();
+        assert_eq!(h.ipc_mode.as_deref(), Some("host"));
+        assert_eq!(h.shm_size, None);
+        assert_eq!(b.labels.unwrap()[MANAGED_LABEL], "true");
+    }
+}

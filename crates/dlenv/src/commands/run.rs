@@ -1,0 +1,553 @@
+//! `dlenv run`, `ps`, `stop`, `rm`, `logs`: containers with dlenv's defaults.
+//!
+//! Defaults, each overridable: all GPUs when the host has NVIDIA GPUs (none otherwise, said
+//! out loud); `/dev/shm` of 8 GiB (PyTorch DataLoader workers pass batches through shared
+//! memory, and the engine's 64 MiB default makes them crash with "bus error"); the
+//! `stack=64 MiB` and, with GPUs, `memlock=-1` ulimits that NVIDIA recommends for NCCL /
+//! NGC containers; the invoking user's uid:gid with a writable tmpfs HOME, so files written to
+//! mounts belong to the user; the current directory at `/workspace`; ports on 127.0.0.1
+//! unless `--public`; the `dlenv.managed` label so `ps`/`stop`/`rm` find their own.
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+use serde::Serialize;
+
+use dlenv_engine::{
+    ContainerSpec, Engine, EngineError, EngineKind, GpuMode, GpuRequest, MountSpec, PortSpec,
+};
+
+use crate::cli::{Globals, interruptible};
+use crate::ui::{CliError, Exit};
+
+/// Default `/dev/shm` size.
+pub const DEFAULT_SHM: &str = "8g";
+
+/// Container options shared by `run`, `shell`, `jupyter` and `check`.
+#[derive(Debug, Args, Clone)]
+pub struct ContainerArgs {
+    /// Run this image instead of the environment built from dlenv.toml (nvidia/cuda,
+    /// pytorch/pytorch, NGC, …): same defaults and the same pre-flight checks.
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// GPUs: all, none, a count, indexes (0,1), GPU UUIDs or MIG ids (default: all when the
+    /// host has NVIDIA GPUs, else none).
+    #[arg(long, value_name = "GPUS")]
+    pub gpus: Option<String>,
+    /// Size of /dev/shm (e.g. 16g), or `host` to share the host's IPC namespace.
+    #[arg(long, value_name = "SIZE", default_value = DEFAULT_SHM)]
+    pub shm_size: String,
+    /// Publish a port: PORT or HOST_PORT:CONTAINER_PORT, on 127.0.0.1 (repeatable).
+    #[arg(short = 'p', long = "publish", value_name = "PORT")]
+    pub ports: Vec<String>,
+    /// Publish ports on all interfaces instead of 127.0.0.1 (anyone on the network can
+    /// reach them).
+    #[arg(long)]
+    pub public: bool,
+    /// Bind-mount SRC:DST[:ro] (repeatable).
+    #[arg(long = "volume", value_name = "SRC:DST[:ro]")]
+    pub volumes: Vec<String>,
+    /// Do not mount the current directory at /workspace.
+    #[arg(long)]
+    pub no_workspace: bool,
+    /// Set an environment variable KEY=VALUE (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Container name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Run as this uid:gid (default: yours).
+    #[arg(long, value_name = "UID:GID")]
+    pub user: Option<String>,
+}
+
+/// Arguments of `dlenv run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub container: ContainerArgs,
+    /// Leave it running in the background and print its name.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// The command to run, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+/// `1.5g`, `512m`, `1024k`, `1048576` → bytes.
+pub fn parse_size(s: &str) -> Result<i64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    num.parse::<f64>()
+        .ok()
+        .filter(|n| *n > 0.0)
+        .map(|n| (n * mult as f64) as i64)
+        .ok_or_else(|| format!("`{s}` is not a size: use e.g. 8g, 512m or host"))
+}
+
+/// The invoking user's uid:gid (the sudo caller's when run through sudo).
+pub fn host_user() -> (u32, u32) {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    match (uid, env("SUDO_UID"), env("SUDO_GID")) {
+        (0, Some(u), Some(g)) => (u, g),
+        _ => (uid, gid),
+    }
+}
+
+/// What `ContainerArgs` resolve to, before talking to the engine.
+pub struct Planned {
+    /// The container.
+    pub spec: ContainerSpec,
+    /// Notes to print (e.g. why no GPU was requested).
+    pub notes: Vec<String>,
+}
+
+/// Turn the flags into a container spec with dlenv's defaults.
+pub fn plan(a: &ContainerArgs, image: &str, cmd: Option<Vec<String>>) -> Result<Planned, CliError> {
+    let usage = |flag: &str, e: String| CliError::usage(format!("{flag}: {e}"));
+    let mut notes = Vec::new();
+    let gpus = match &a.gpus {
+        Some(g) => GpuRequest::parse(g).map_err(|e| usage("--gpus", e))?,
+        None => {
+            let nv = dlenv_probe::facts::read_nvidia(&dlenv_probe::LiveHost::default());
+            if nv.gpus.is_empty() {
+                notes.push(
+                    "no NVIDIA GPU found on this host: running without GPUs \
+                     (pass --gpus all to request them anyway)"
+                        .to_string(),
+                );
+                GpuRequest::None
+            } else {
+                GpuRequest::All
+            }
+        }
+    };
+    let (shm_size, ipc_host) = if a.shm_size == "host" {
+        (None, true)
+    } else {
+        (
+            Some(parse_size(&a.shm_size).map_err(|e| usage("--shm-size", e))?),
+            false,
+        )
+    };
+    let mut ports = Vec::new();
+    for p in &a.ports {
+        ports.push(PortSpec::parse(p, a.public).map_err(|e| usage("--publish", e))?);
+    }
+    if a.public && !ports.is_empty() {
+        notes.push(format!(
+            "--public: ports {} are reachable from every network this host is on",
+            a.ports.join(", ")
+        ));
+    }
+    let mut mounts = Vec::new();
+    if !a.no_workspace {
+        let cwd = std::env::current_dir()
+            .map_err(|e| CliError::failure(format!("cannot read the current directory: {e}")))?;
+        mounts.push(MountSpec {
+            source: cwd.to_string_lossy().into_owned(),
+            target: "/workspace".into(),
+            read_only: false,
+        });
+    }
+    for v in &a.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dst, ro) = match parts.as_slice() {
+            [s, d] => (*s, *d, false),
+            [s, d, "ro"] => (*s, *d, true),
+            [s, d, "rw"] => (*s, *d, false),
+            _ => return Err(usage("--volume", format!("`{v}` is not SRC:DST[:ro]"))),
+        };
+        let src =
+            std::path::absolute(src).map_err(|e| usage("--volume", format!("`{src}`: {e}")))?;
+        if !dst.starts_with('/') {
+            return Err(usage(
+                "--volume",
+                format!("`{dst}` must be an absolute container path"),
+            ));
+        }
+        mounts.push(MountSpec {
+            source: src.to_string_lossy().into_owned(),
+            target: dst.into(),
+            read_only: ro,
+        });
+    }
+    for e in &a.env {
+        if !e.contains('=') || e.starts_with('=') {
+            return Err(usage("--env", format!("`{e}` is not KEY=VALUE")));
+        }
+    }
+    // NVIDIA's recommendation for NCCL/NGC containers; memlock only matters with GPUs
+    // (and some hosts cap it, so a CPU container should not depend on raising it).
+    let mut ulimits = vec![("stack".to_string(), 67_108_864, 67_108_864)];
+    if gpus.any() {
+        ulimits.push(("memlock".to_string(), -1, -1));
+    }
+    let (uid, gid) = host_user();
+    let user = match &a.user {
+        Some(u) => u.clone(),
+        None => format!("{uid}:{gid}"),
+    };
+    let (u, g) = user
+        .split_once(':')
+        .unwrap_or((user.as_str(), user.as_str()));
+    let mut env = vec!["HOME=/home/dlenv".to_string()];
+    env.extend(a.env.iter().cloned());
+    let mut tmpfs = BTreeMap::new();
+    tmpfs.insert(
+        "/home/dlenv".to_string(),
+        format!("uid={u},gid={g},mode=0700"),
+    );
+    let mut labels = BTreeMap::new();
+    labels.insert("dlenv.image".to_string(), image.to_string());
+    labels.insert(
+        "dlenv.gpus".to_string(),
+        a.gpus.clone().unwrap_or_else(|| match gpus {
+            GpuRequest::None => "none".into(),
+            _ => "all".into(),
+        }),
+    );
+    Ok(Planned {
+        spec: ContainerSpec {
+            image: image.to_string(),
+            name: a.name.clone(),
+            cmd,
+            env,
+            user: Some(user),
+            workdir: (!a.no_workspace).then(|| "/workspace".to_string()),
+            gpus: Some(gpus),
+            gpu_mode: None,
+            shm_size,
+            ipc_host,
+            ulimits,
+            ports,
+            mounts,
+            tmpfs,
+            labels,
+            tty: false,
+            stdin: false,
+        },
+        notes,
+    })
+}
+
+/// The engine's answer to a GPU request it cannot serve, in words a user can act on.
+pub fn translate_start_error(e: EngineError) -> CliError {
+    let text = e.to_string();
+    if text.contains("could not select device driver") {
+        return CliError::unsatisfiable(format!(
+            "this engine has no NVIDIA runtime: the NVIDIA Container Toolkit is missing or not \
+             registered with it (the engine said: {})",
+            text.lines().next().unwrap_or_default()
+        ))
+        .with_hint(
+            "run `sudo dlenv setup` to install and register the toolkit (`dlenv doctor` shows \
+             what is missing), or run without GPUs: --gpus none",
+        );
+    }
+    if text.contains("error setting rlimit") {
+        return CliError::failure(format!(
+            "the engine could not apply the container's ulimits: {text}"
+        ))
+        .with_hint(
+            "this host caps locked memory below what NCCL wants (memlock=unlimited); raise \
+                 dockerd's LimitMEMLOCK, or run without GPUs",
+        );
+    }
+    if text.contains("unresolvable CDI devices") || text.contains("CDI device injection failed") {
+        return CliError::unsatisfiable(format!(
+            "the engine could not inject CDI GPU devices: {text}"
+        ))
+        .with_hint(
+            "regenerate the CDI spec: `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`",
+        );
+    }
+    e.into()
+}
+
+/// Pick how to ask this engine for GPUs: CDI when it lists NVIDIA CDI devices or is
+/// Podman (whose compat API ignores NVIDIA device requests), else the NVIDIA driver.
+async fn gpu_mode(engine: &Engine) -> Result<GpuMode, CliError> {
+    if engine.kind() == EngineKind::Podman {
+        return Ok(GpuMode::Cdi);
+    }
+    let r = engine.report().await?;
+    let cdi = r
+        .discovered_devices
+        .unwrap_or_default()
+        .iter()
+        .any(|d| d.starts_with("nvidia.com/gpu"));
+    Ok(if cdi {
+        GpuMode::Cdi
+    } else {
+        GpuMode::NvidiaDriver
+    })
+}
+
+/// Refuse, before creating anything, an image whose `NVIDIA_REQUIRE_CUDA` this host's
+/// driver cannot meet (instead of failing deep inside CUDA).
+async fn preflight(
+    engine: &Engine,
+    g: &Globals,
+    image: &str,
+    gpus: &GpuRequest,
+) -> Result<(), CliError> {
+    if !gpus.any() {
+        return Ok(());
+    }
+    let labels_env = engine.image_env(image).await?;
+    let Some(require) = labels_env
+        .iter()
+        .find_map(|e| e.strip_prefix("NVIDIA_REQUIRE_CUDA="))
+        .filter(|r| !r.trim().is_empty())
+    else {
+        return Ok(());
+    };
+    let nv = dlenv_probe::facts::read_nvidia(&dlenv_probe::LiveHost::default());
+    let Some(driver) = nv.driver_version.as_deref().and_then(|d| d.parse().ok()) else {
+        // No driver to check against: the engine will say what it thinks.
+        return Ok(());
+    };
+    let db = crate::commands::compat::load_db(g)?.db;
+    let driver_cuda = db.driver_cuda(&driver);
+    for gpu in nv
+        .gpus
+        .iter()
+        .map(Some)
+        .chain(nv.gpus.is_empty().then_some(None))
+    {
+        let product = gpu.and_then(|g| dlenv_compat::lookup_gpu(&db, &g.name).ok());
+        let ctx = dlenv_compat::rules::RequireCtx {
+            driver: &driver,
+            driver_cuda: driver_cuda.as_ref(),
+            brand: product.map(|p| p.brand.as_str()),
+            cc: product.map(|p| p.cc),
+        };
+        if let dlenv_compat::rules::RequireOutcome::Fail { .. } =
+            dlenv_compat::rules::eval_require(require, &ctx)
+        {
+            let floor = require.split_whitespace().next().unwrap_or(require);
+            return Err(CliError::unsatisfiable(format!(
+                "{image} requires {floor} (NVIDIA_REQUIRE_CUDA), and this host's driver {driver} \
+                 {}does not meet it{}",
+                driver_cuda
+                    .as_ref()
+                    .map(|c| format!("(CUDA {c}) "))
+                    .unwrap_or_default(),
+                gpu.map(|g| format!(" for {}", g.name)).unwrap_or_default()
+            ))
+            .with_hint(
+                "upgrade the NVIDIA driver, or pick an image for an older CUDA \
+                 (`dlenv resolve --framework none` names one that fits)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Create and start a container from `planned`, translating GPU errors and never leaving
+/// a created-but-unstartable container behind. Returns its id.
+pub async fn create(
+    engine: &Engine,
+    g: &Globals,
+    mut planned: Planned,
+) -> Result<String, CliError> {
+    for n in &planned.notes {
+        g.printer.info(format!("note: {n}"));
+    }
+    let gpus = planned.spec.gpus.clone().unwrap_or(GpuRequest::None);
+    if engine.image_id(&planned.spec.image).await?.is_none() {
+        return Err(CliError::failure(format!(
+            "image {} is not in the engine",
+            planned.spec.image
+        ))
+        .with_hint(
+            "build it (`dlenv build`), load it (`docker load`), or pull it (`docker pull`)",
+        ));
+    }
+    preflight(engine, g, &planned.spec.image, &gpus).await?;
+    if gpus.any() {
+        planned.spec.gpu_mode = Some(gpu_mode(engine).await?);
+    }
+    Ok(engine.create_container(&planned.spec).await?)
+}
+
+/// `dlenv run`.
+pub async fn run(a: RunArgs, g: &Globals) -> Result<Exit, CliError> {
+    let image = a.container.image.clone().ok_or_else(|| {
+        CliError::usage("no image: pass --image REF (running a dlenv.toml environment needs `dlenv build` first)")
+    })?;
+    let engine = super::connect(g).await?;
+    let cmd = (!a.cmd.is_empty()).then(|| a.cmd.clone());
+    let planned = plan(&a.container, &image, cmd)?;
+    let id = create(&engine, g, planned).await?;
+    if a.detach {
+        if let Err(e) = engine.start_container(&id).await {
+            let _ = engine.remove_container(&id).await;
+            return Err(translate_start_error(e));
+        }
+        g.printer.out(&id[..12.min(id.len())]);
+        return Ok(Exit::Ok);
+    }
+    let result = interruptible(async {
+        engine
+            .run_attached(&id)
+            .await
+            .map_err(translate_start_error)
+    })
+    .await;
+    // Always remove the container, also after Ctrl-C or a failed start.
+    let _ = engine.remove_container(&id).await;
+    let code = result?;
+    Ok(match code {
+        0 => Exit::Ok,
+        c => Exit::Child(u8::try_from(c.clamp(0, 255)).unwrap_or(1)),
+    })
+}
+
+#[derive(Serialize)]
+struct PsLine {
+    name: String,
+    id: String,
+    image: String,
+    state: String,
+    status: String,
+    gpus: String,
+    ports: Vec<String>,
+}
+
+/// `dlenv ps`.
+pub async fn ps(g: &Globals) -> Result<Exit, CliError> {
+    let engine = super::connect(g).await?;
+    let lines: Vec<PsLine> = engine
+        .list_containers()
+        .await?
+        .into_iter()
+        .map(|c| PsLine {
+            name: c.names.first().cloned().unwrap_or_default(),
+            id: c.id.chars().take(12).collect(),
+            image: c.image,
+            state: c.state,
+            status: c.status,
+            gpus: c
+                .labels
+                .get("dlenv.gpus")
+                .cloned()
+                .unwrap_or_else(|| "-".into()),
+            ports: c.ports,
+        })
+        .collect();
+    if g.printer.json {
+        g.printer.json(&lines);
+        return Ok(Exit::Ok);
+    }
+    g.printer.out(format!(
+        "{:<24} {:<12} {:<10} {:<6} {:<28} image",
+        "name", "id", "state", "gpus", "ports"
+    ));
+    for l in lines {
+        g.printer.out(format!(
+            "{:<24} {:<12} {:<10} {:<6} {:<28} {}",
+            l.name,
+            l.id,
+            l.state,
+            l.gpus,
+            l.ports.join(","),
+            l.image
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
+/// Find one of dlenv's containers by name or id prefix; refuse others.
+async fn find_managed(engine: &Engine, which: &str) -> Result<String, CliError> {
+    let all = engine.list_containers().await?;
+    let hits: Vec<_> = all
+        .iter()
+        .filter(|c| c.names.iter().any(|n| n == which) || c.id.starts_with(which))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => Err(
+            CliError::failure(format!("no dlenv container named `{which}`"))
+                .with_hint("`dlenv ps` lists dlenv's containers (it does not touch others)"),
+        ),
+        _ => Err(CliError::usage(format!(
+            "`{which}` matches {} containers: give more of the id",
+            hits.len()
+        ))),
+    }
+}
+
+/// Arguments naming dlenv containers.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Container names or ids (from `dlenv ps`).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `dlenv stop`.
+pub async fn stop(a: TargetArgs, g: &Globals) -> Result<Exit, CliError> {
+    let engine = super::connect(g).await?;
+    for c in &a.containers {
+        let id = find_managed(&engine, c).await?;
+        engine.stop_container(&id).await?;
+        g.printer.info(format!("stopped {c}"));
+    }
+    Ok(Exit::Ok)
+}
+
+/// `dlenv rm`.
+pub async fn rm(a: TargetArgs, g: &Globals) -> Result<Exit, CliError> {
+    let engine = super::connect(g).await?;
+    for c in &a.containers {
+        let id = find_managed(&engine, c).await?;
+        engine.remove_container(&id).await?;
+        g.printer.info(format!("removed {c}"));
+    }
+    Ok(Exit::Ok)
+}
+
+/// Arguments of `dlenv logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Container name or id.
+    pub container: String,
+    /// Lines from the end.
+    #[arg(long, default_value_t = 200)]
+    pub tail: usize,
+}
+
+/// `dlenv logs`.
+pub async fn logs(a: LogsArgs, g: &Globals) -> Result<Exit, CliError> {
+    let engine = super::connect(g).await?;
+    let id = find_managed(&engine, &a.container).await?;
+    let text = engine.logs_tail(&id, a.tail).await?;
+    print!("{text}");
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8g").unwrap(), 8 << 30);
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-1g").is_err());
+    }
+}
