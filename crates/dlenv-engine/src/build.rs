@@ -85,7 +85,7 @@ struct Progress {
     tails: HashMap<String, VecDeque<String>>,
     partial: HashMap<String, String>,
     failed: Option<String>,
-    cached: usize,
+    cached: std::collections::HashSet<String>,
 }
 
 impl Progress {
@@ -94,12 +94,13 @@ impl Progress {
             if !v.name.is_empty() {
                 self.names.insert(v.digest.clone(), v.name.clone());
             }
+            // A cache hit may be reported in a later update than the step's start.
+            if v.cached && !v.name.is_empty() {
+                self.cached.insert(v.digest.clone());
+            }
             let started = v.started || v.cached;
             if started && !v.name.is_empty() && !self.announced.contains_key(&v.digest) {
                 self.announced.insert(v.digest.clone(), v.cached);
-                if v.cached {
-                    self.cached += 1;
-                }
                 on_event(BuildEvent::Step {
                     name: v.name.clone(),
                     cached: v.cached,
@@ -264,7 +265,7 @@ impl Engine {
         Ok(BuildOutcome {
             image_id,
             steps,
-            cached_steps: progress.cached,
+            cached_steps: progress.cached.len(),
         })
     }
 

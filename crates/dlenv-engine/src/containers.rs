@@ -430,6 +430,56 @@ impl Engine {
         self.wait_container(id).await
     }
 
+    /// Run `cmd` in a throw-away container of `image` (no GPUs, no mounts) and return its
+    /// exit code, stdout and stderr. The container is removed afterwards.
+    pub async fn run_capture(
+        &self,
+        image: &str,
+        cmd: &[&str],
+        user: Option<&str>,
+    ) -> Result<(i64, String, String), EngineError> {
+        let spec = ContainerSpec {
+            image: image.to_string(),
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            user: user.map(String::from),
+            ..Default::default()
+        };
+        let id = self.create_container(&spec).await?;
+        let result = async {
+            let opts = AttachContainerOptionsBuilder::new()
+                .stdout(true)
+                .stderr(true)
+                .stream(true)
+                .build();
+            let attached = self
+                .docker
+                .attach_container(&id, Some(opts))
+                .await
+                .map_err(|e| EngineError::api("attach to the container", e))?;
+            self.start_container(&id).await?;
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let mut output = attached.output;
+            while let Some(chunk) = output.next().await {
+                match chunk {
+                    Ok(bollard::container::LogOutput::StdErr { message }) => {
+                        err.extend_from_slice(&message)
+                    }
+                    Ok(other) => out.extend_from_slice(&other.into_bytes()),
+                    Err(_) => break,
+                }
+            }
+            let code = self.wait_container(&id).await?;
+            Ok((
+                code,
+                String::from_utf8_lossy(&out).into_owned(),
+                String::from_utf8_lossy(&err).into_owned(),
+            ))
+        }
+        .await;
+        let _ = self.remove_container(&id).await;
+        result
+    }
+
     /// Wait for a container to exit and return its exit code.
     pub async fn wait_container(&self, id: &str) -> Result<i64, EngineError> {
         let opts = WaitContainerOptionsBuilder::new()

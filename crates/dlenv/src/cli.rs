@@ -73,6 +73,9 @@ pub enum Command {
     /// directory at /workspace; its exit code becomes dlenv's. The container is removed
     /// afterwards unless `-d`.
     Run(commands::run::RunArgs),
+    /// Build the environment's image from dlenv.toml (resolving and locking it first when
+    /// needed) through the engine's BuildKit; records the installed packages in dlenv.lock.
+    Build(commands::build::BuildArgs),
     /// List dlenv's containers.
     Ps,
     /// Stop dlenv containers.
@@ -165,6 +168,7 @@ async fn run(command: Command, g: &Globals) -> Result<Exit, CliError> {
         Command::Matrix(a) => commands::resolve::matrix(a, g),
         Command::Compat(c) => commands::compat::run(c, g),
         Command::Run(a) => commands::run::run(a, g).await,
+        Command::Build(a) => commands::build::run(a, g).await,
         Command::Ps => commands::run::ps(g).await,
         Command::Stop(a) => commands::run::stop(a, g).await,
         Command::Rm(a) => commands::run::rm(a, g).await,

@@ -1,6 +1,7 @@
 //! One module per command group: clap arguments plus an async `run`.
 
 pub mod base;
+pub mod build;
 pub mod compat;
 pub mod dockerfile;
 pub mod doctor;

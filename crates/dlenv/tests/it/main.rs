@@ -4,6 +4,7 @@
 //!
 //! Modules, by command group:
 mod base;
+mod build;
 mod cli;
 mod compat;
 mod doctor;

@@ -173,3 +173,29 @@ impl Drop for NameGuard {
         let _ = run(docker().args(["rm", "-f", &self.0]));
     }
 }
+
+/// The Debian base image, bootstrapped once per machine (cached by its recipe tag).
+pub fn debian_base() -> &'static str {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let o = run(dlenv().args(["base", "bootstrap", "-q"]));
+        assert!(
+            o.status.success(),
+            "dlenv base bootstrap failed: {}",
+            stderr(&o)
+        );
+    });
+    "dlenv/base:debian-bookworm"
+}
+
+/// Removes every tag of an image repository when dropped.
+pub struct RepoGuard(pub String);
+
+impl Drop for RepoGuard {
+    fn drop(&mut self) {
+        let o = run(docker().args(["images", "--format", "{{.Repository}}:{{.Tag}}", &self.0]));
+        for tag in stdout(&o).split_whitespace() {
+            let _ = run(docker().args(["rmi", "-f", tag]));
+        }
+    }
+}
