@@ -96,27 +96,44 @@ pub struct PortSpec {
 }
 
 impl PortSpec {
-    /// Parse `8888` or `HOST:CONTAINER`, published on loopback unless `public`.
+    /// Parse `8888`, `HOST:CONTAINER` or `IP:HOST:CONTAINER` (an optional `/tcp` suffix is
+    /// accepted), published on loopback unless `public` or an IP is written out.
     pub fn parse(s: &str, public: bool) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "`{s}` is not a port: use PORT, HOST_PORT:CONTAINER_PORT or IP:HOST_PORT:CONTAINER_PORT (1-65535, tcp)"
+            )
+        };
         let port = |p: &str| {
             p.trim()
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p > 0)
-                .ok_or_else(|| {
-                    format!("`{s}` is not a port: use PORT or HOST_PORT:CONTAINER_PORT (1-65535)")
-                })
+                .ok_or_else(bad)
         };
-        let (host_port, container_port) = match s.split_once(':') {
-            Some((h, c)) => (Some(port(h)?), port(c)?),
-            None => (None, port(s)?),
+        let body = s.strip_suffix("/tcp").unwrap_or(s);
+        let default_ip = if public { "0.0.0.0" } else { "127.0.0.1" };
+        let parts: Vec<&str> = body.split(':').collect();
+        let (ip, host_port, container_port) = match parts.as_slice() {
+            [c] => (default_ip.to_string(), None, port(c)?),
+            [h, c] => (default_ip.to_string(), Some(port(h)?), port(c)?),
+            [ip, h, c] if ip.parse::<std::net::IpAddr>().is_ok() => {
+                (ip.to_string(), Some(port(h)?), port(c)?)
+            }
+            _ => return Err(bad()),
         };
-        let host_ip = if public { "0.0.0.0" } else { "127.0.0.1" }.to_string();
         Ok(Self {
-            host_ip,
+            host_ip: ip,
             host_port,
             container_port,
         })
+    }
+
+    /// Whether the port is reachable only from this machine.
+    pub fn loopback_only(&self) -> bool {
+        self.host_ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
     }
 }
 
@@ -168,6 +185,20 @@ pub struct ContainerSpec {
     pub tty: bool,
     /// Keep stdin open.
     pub stdin: bool,
+    /// Let the engine remove the container when it stops.
+    pub auto_remove: bool,
+}
+
+impl ContainerSpec {
+    /// A container of `image` running `cmd` as `user`, with nothing else.
+    pub fn simple(image: &str, cmd: &[&str], user: Option<&str>) -> Self {
+        Self {
+            image: image.to_string(),
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            user: user.map(String::from),
+            ..Default::default()
+        }
+    }
 }
 
 /// The Engine API body for `spec`. Pure, so the exact request is unit-tested.
@@ -239,11 +270,15 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         tty: Some(spec.tty),
         open_stdin: Some(spec.stdin),
         attach_stdin: Some(spec.stdin),
+        // As `docker run -i`: the container's stdin closes when the attached client closes
+        // its stdin (piped input reaches EOF), instead of staying open forever.
+        stdin_once: Some(spec.stdin),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         host_config: Some(HostConfig {
             device_requests,
+            auto_remove: spec.auto_remove.then_some(true),
             shm_size: if spec.ipc_host { None } else { spec.shm_size },
             ipc_mode: spec.ipc_host.then(|| "host".to_string()),
             ulimits: (!spec.ulimits.is_empty()).then(|| {
@@ -368,6 +403,24 @@ impl Engine {
         }
     }
 
+    /// Whether the container exists and is running.
+    pub async fn is_running(&self, id: &str) -> Result<bool, EngineError> {
+        match self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(c) => Ok(c.state.and_then(|s| s.running).unwrap_or(false)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(EngineError::api(format!("inspect container {id}"), e)),
+        }
+    }
+
     /// Stop a container (10 s grace period).
     pub async fn stop_container(&self, id: &str) -> Result<(), EngineError> {
         let opts = StopContainerOptionsBuilder::new().t(10).build();
@@ -430,21 +483,23 @@ impl Engine {
         self.wait_container(id).await
     }
 
-    /// Run `cmd` in a throw-away container of `image` (no GPUs, no mounts) and return its
-    /// exit code, stdout and stderr. The container is removed afterwards.
+    /// Run a throw-away container and return its exit code, stdout and stderr (use
+    /// [`ContainerSpec::simple`] for a plain command). The container is removed afterwards,
+    /// also when starting it fails.
     pub async fn run_capture(
         &self,
-        image: &str,
-        cmd: &[&str],
-        user: Option<&str>,
+        spec: &ContainerSpec,
     ) -> Result<(i64, String, String), EngineError> {
-        let spec = ContainerSpec {
-            image: image.to_string(),
-            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-            user: user.map(String::from),
-            ..Default::default()
-        };
-        let id = self.create_container(&spec).await?;
+        let id = self.create_container(spec).await?;
+        self.run_created_capture(&id).await
+    }
+
+    /// Start a created container, capture its output until it exits, and remove it.
+    pub async fn run_created_capture(
+        &self,
+        id: &str,
+    ) -> Result<(i64, String, String), EngineError> {
+        let id = id.to_string();
         let result = async {
             let opts = AttachContainerOptionsBuilder::new()
                 .stdout(true)
@@ -598,6 +653,14 @@ mod tests {
         assert_eq!((p.host_ip.as_str(), p.host_port), ("0.0.0.0", Some(18888)));
         assert!(PortSpec::parse("http", false).is_err());
         assert!(PortSpec::parse("0", false).is_err());
+        let p = PortSpec::parse("127.0.0.2:8080:80/tcp", true).unwrap();
+        assert_eq!(
+            (p.host_ip.as_str(), p.host_port, p.container_port),
+            ("127.0.0.2", Some(8080), 80)
+        );
+        assert!(p.loopback_only());
+        assert!(PortSpec::parse("53/udp", false).is_err());
+        assert!(PortSpec::parse("host:1:2", false).is_err());
         let s = ContainerSpec {
             image: "i".into(),
             ports: vec![PortSpec::parse("8888", false).unwrap()],

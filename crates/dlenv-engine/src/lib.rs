@@ -9,6 +9,7 @@ mod build;
 mod containers;
 mod endpoint;
 mod error;
+mod exec;
 mod images;
 mod info;
 
@@ -23,6 +24,7 @@ pub use containers::{
 };
 pub use endpoint::{Discovery, Endpoint, EndpointSource, context_meta_path};
 pub use error::{Attempt, AttemptFailure, EngineError};
+pub use exec::{Attached, ExecSpec, OutputChunk, OutputStream};
 pub use images::{ImageSummaryLine, ImportProgress};
 pub use info::EngineReport;
 

@@ -73,9 +73,25 @@ pub enum Command {
     /// directory at /workspace; its exit code becomes dlenv's. The container is removed
     /// afterwards unless `-d`.
     Run(commands::run::RunArgs),
+    /// An interactive shell (bash when the image has it, else sh) in a new container with
+    /// `dlenv run`'s defaults, or CMD after `--`; its exit code becomes dlenv's and the
+    /// container is removed afterwards. Without a terminal, stdin is streamed through.
+    Shell(commands::shell::ShellArgs),
+    /// Run a command in a running dlenv container; its exit code becomes dlenv's. -i
+    /// forwards stdin, -t allocates a terminal.
+    Exec(commands::shell::ExecArgs),
     /// Build the environment's image from dlenv.toml (resolving and locking it first when
     /// needed) through the engine's BuildKit; records the installed packages in dlenv.lock.
     Build(commands::build::BuildArgs),
+    /// Inside the environment (or --image), report what the framework sees: import, CUDA,
+    /// each GPU with a small matmul, the CPU, versions. Exit 1 when something expected fails.
+    Check(commands::check::CheckArgs),
+    /// Start JupyterLab in the environment with a generated token, on 127.0.0.1, and print
+    /// its URL once it answers.
+    Jupyter(commands::jupyter::JupyterArgs),
+    /// From a spec to a running, checked environment in one command: host check, resolve,
+    /// lock, build, Jupyter (when enabled), check, and how to connect.
+    Up(commands::up::UpArgs),
     /// List dlenv's containers.
     Ps,
     /// Stop dlenv containers.
@@ -168,7 +184,12 @@ async fn run(command: Command, g: &Globals) -> Result<Exit, CliError> {
         Command::Matrix(a) => commands::resolve::matrix(a, g),
         Command::Compat(c) => commands::compat::run(c, g),
         Command::Run(a) => commands::run::run(a, g).await,
+        Command::Shell(a) => commands::shell::shell(a, g).await,
+        Command::Exec(a) => commands::shell::exec(a, g).await,
         Command::Build(a) => commands::build::run(a, g).await,
+        Command::Check(a) => commands::check::run(a, g).await,
+        Command::Jupyter(a) => commands::jupyter::run(a, g).await,
+        Command::Up(a) => commands::up::run(a, g).await,
         Command::Ps => commands::run::ps(g).await,
         Command::Stop(a) => commands::run::stop(a, g).await,
         Command::Rm(a) => commands::run::rm(a, g).await,

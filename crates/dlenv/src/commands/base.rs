@@ -49,14 +49,21 @@ pub struct BootstrapArgs {
     pub rebuild: bool,
 }
 
+/// What `base bootstrap` did.
 #[derive(Serialize)]
-struct BootstrapOutcome {
-    image: String,
-    recipe_image: String,
-    id: String,
-    reused: bool,
-    recipe: Recipe,
-    seconds: f64,
+pub struct BootstrapOutcome {
+    /// `dlenv/base:<distro>-<release>`.
+    pub image: String,
+    /// The recipe tag.
+    pub recipe_image: String,
+    /// Image id.
+    pub id: String,
+    /// Reused an existing image.
+    pub reused: bool,
+    /// The recipe.
+    pub recipe: Recipe,
+    /// Wall time.
+    pub seconds: f64,
 }
 
 /// Run a base command.
@@ -68,6 +75,26 @@ pub async fn run(cmd: BaseCommand, g: &Globals) -> Result<Exit, CliError> {
 }
 
 async fn bootstrap(a: BootstrapArgs, g: &Globals) -> Result<Exit, CliError> {
+    let out = bootstrap_image(&a, g).await?;
+    report(g, &out);
+    Ok(Exit::Ok)
+}
+
+impl Default for BootstrapArgs {
+    fn default() -> Self {
+        Self {
+            distro: "debian:bookworm".into(),
+            mirror: None,
+            include: Vec::new(),
+            variant: "minbase".into(),
+            arch: None,
+            rebuild: false,
+        }
+    }
+}
+
+/// Build (or reuse) the base image of `a`; shared by `base bootstrap` and `up`.
+pub async fn bootstrap_image(a: &BootstrapArgs, g: &Globals) -> Result<BootstrapOutcome, CliError> {
     let p = &g.printer;
     let started = Instant::now();
     let arch = a
@@ -88,21 +115,17 @@ async fn bootstrap(a: BootstrapArgs, g: &Globals) -> Result<Exit, CliError> {
     if !a.rebuild
         && let Some(id) = engine.image_id(&recipe_image).await?
     {
-        {
-            engine
-                .tag_image(&id, BASE_REPO, &recipe.release_tag())
-                .await?;
-            let out = BootstrapOutcome {
-                image,
-                recipe_image,
-                id,
-                reused: true,
-                recipe,
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            report(g, &out);
-            return Ok(Exit::Ok);
-        }
+        engine
+            .tag_image(&id, BASE_REPO, &recipe.release_tag())
+            .await?;
+        return Ok(BootstrapOutcome {
+            image,
+            recipe_image,
+            id,
+            reused: true,
+            recipe,
+            seconds: started.elapsed().as_secs_f64(),
+        });
     }
 
     dlenv_base::check_preconditions(&recipe)?;
@@ -150,16 +173,14 @@ async fn bootstrap(a: BootstrapArgs, g: &Globals) -> Result<Exit, CliError> {
         b.finish_and_clear();
     }
     drop(work);
-    let out = BootstrapOutcome {
+    Ok(BootstrapOutcome {
         image,
         recipe_image,
         id,
         reused: false,
         recipe,
         seconds: started.elapsed().as_secs_f64(),
-    };
-    report(g, &out);
-    Ok(Exit::Ok)
+    })
 }
 
 fn spinner(g: &Globals) -> Option<ProgressBar> {

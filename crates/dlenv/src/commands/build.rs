@@ -16,7 +16,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use dlenv_engine::{BuildEvent, BuildSpec, Engine, EngineError};
+use dlenv_engine::{BuildEvent, BuildSpec, ContainerSpec, Engine, EngineError};
 use dlenv_render::{CA_BUNDLE_PATH, RenderOptions, render};
 use dlenv_spec::Lock;
 
@@ -160,7 +160,7 @@ fn parse_installed(
 async fn record_installed(engine: &Engine, image: &str, lock: &mut Lock) -> Result<(), CliError> {
     let root = Some("0:0");
     let (code, pip, err) = engine
-        .run_capture(
+        .run_capture(&ContainerSpec::simple(
             image,
             &[
                 "python",
@@ -171,7 +171,7 @@ async fn record_installed(engine: &Engine, image: &str, lock: &mut Lock) -> Resu
                 "--disable-pip-version-check",
             ],
             root,
-        )
+        ))
         .await?;
     if code != 0 {
         return Err(CliError::failure(format!(
@@ -180,11 +180,11 @@ async fn record_installed(engine: &Engine, image: &str, lock: &mut Lock) -> Resu
         )));
     }
     let (_, dpkg, _) = engine
-        .run_capture(
+        .run_capture(&ContainerSpec::simple(
             image,
             &["dpkg-query", "-W", "-f", "${Package}\t${Version}\n"],
             root,
-        )
+        ))
         .await?;
     let (python, apt) = parse_installed(&pip, &dpkg);
     lock.set_installed(python, apt);

@@ -2,15 +2,19 @@
 
 pub mod base;
 pub mod build;
+pub mod check;
 pub mod compat;
 pub mod dockerfile;
 pub mod doctor;
 pub mod engine;
 pub mod init;
+pub mod jupyter;
 pub mod lock;
 pub mod resolve;
 pub mod run;
 pub mod setup;
+pub mod shell;
+pub mod up;
 
 use dlenv_engine::{Discovery, Engine};
 

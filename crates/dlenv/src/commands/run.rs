@@ -9,6 +9,7 @@
 //! unless `--public`; the `dlenv.managed` label so `ps`/`stop`/`rm` find their own.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde::Serialize;
@@ -24,7 +25,7 @@ use crate::ui::{CliError, Exit};
 pub const DEFAULT_SHM: &str = "8g";
 
 /// Container options shared by `run`, `shell`, `jupyter` and `check`.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct ContainerArgs {
     /// Run this image instead of the environment built from dlenv.toml (nvidia/cuda,
     /// pytorch/pytorch, NGC, …): same defaults and the same pre-flight checks.
@@ -35,8 +36,9 @@ pub struct ContainerArgs {
     #[arg(long, value_name = "GPUS")]
     pub gpus: Option<String>,
     /// Size of /dev/shm (e.g. 16g), or `host` to share the host's IPC namespace.
-    #[arg(long, value_name = "SIZE", default_value = DEFAULT_SHM)]
-    pub shm_size: String,
+    /// (Default: the spec's `[run].shm`, else 8g.)
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
     /// Publish a port: PORT or HOST_PORT:CONTAINER_PORT, on 127.0.0.1 (repeatable).
     #[arg(short = 'p', long = "publish", value_name = "PORT")]
     pub ports: Vec<String>,
@@ -111,13 +113,146 @@ pub struct Planned {
     pub notes: Vec<String>,
 }
 
-/// Turn the flags into a container spec with dlenv's defaults.
-pub fn plan(a: &ContainerArgs, image: &str, cmd: Option<Vec<String>>) -> Result<Planned, CliError> {
+/// A built dlenv.toml environment, as far as running it is concerned.
+#[derive(Debug, Clone)]
+pub struct EnvRun {
+    /// Environment name.
+    pub name: String,
+    /// `dlenv/<name>:latest`.
+    pub image: String,
+    /// The spec's directory (relative mount sources are relative to it).
+    pub dir: PathBuf,
+    /// GPUs from `[run].gpus`, or none for a CPU stack.
+    pub gpus: GpuRequest,
+    /// Why the spec's GPUs were not requested, if so.
+    pub gpu_note: Option<String>,
+    /// `[run].shm`: `host` or a size.
+    pub shm: Option<String>,
+    /// `[run].ports`.
+    pub ports: Vec<String>,
+    /// `[run].mounts`.
+    pub mounts: Vec<String>,
+}
+
+/// What a container is made from.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// An image given with `--image`.
+    Image(String),
+    /// The environment of ./dlenv.toml.
+    Env(Box<EnvRun>),
+}
+
+impl Target {
+    /// The image reference.
+    pub fn image(&self) -> &str {
+        match self {
+            Self::Image(i) => i,
+            Self::Env(e) => &e.image,
+        }
+    }
+}
+
+/// `--image`, else the built environment of the spec in the current directory.
+pub async fn target(a: &ContainerArgs, g: &Globals) -> Result<Target, CliError> {
+    if let Some(i) = &a.image {
+        return Ok(Target::Image(i.clone()));
+    }
+    let db = crate::commands::compat::load_db(g)?.db;
+    let sf = crate::commands::lock::load_spec(None, &db).map_err(|e| {
+        e.with_hint("run an image directly with --image REF, or write a spec with `dlenv init`")
+    })?;
+    let lock = match crate::commands::lock::read_lock(&sf)? {
+        crate::commands::lock::LockState::Present(l) => *l,
+        _ => {
+            return Err(CliError::failure(format!(
+                "environment `{}` is not built yet",
+                sf.spec.env.name
+            ))
+            .with_hint("run `dlenv build` (or `dlenv up`) first"));
+        }
+    };
+    let image = format!("{}:latest", crate::commands::build::image_repo(&lock));
+    let engine = super::connect(g).await?;
+    if engine.image_id(&image).await?.is_none() {
+        return Err(
+            CliError::failure(format!("environment image {image} is not in the engine"))
+                .with_hint("run `dlenv build` (or `dlenv up`) first"),
+        );
+    }
+    let run = &sf.spec.run;
+    let (gpus, gpu_note) = if !lock.stack.is_gpu() {
+        (
+            GpuRequest::None,
+            Some(format!(
+                "`{}` is a CPU-only environment: no GPU requested",
+                lock.env.name
+            )),
+        )
+    } else {
+        let g = match &run.gpus {
+            dlenv_spec::spec::Gpus::All => GpuRequest::All,
+            dlenv_spec::spec::Gpus::None => GpuRequest::None,
+            dlenv_spec::spec::Gpus::Count(n) => GpuRequest::Count(*n),
+            dlenv_spec::spec::Gpus::Devices(d) => GpuRequest::Devices(d.clone()),
+        };
+        (g, None)
+    };
+    Ok(Target::Env(Box::new(EnvRun {
+        name: lock.env.name.clone(),
+        image,
+        dir: sf.dir.clone(),
+        gpus,
+        gpu_note,
+        shm: run.shm.as_ref().map(|s| match s {
+            dlenv_spec::spec::Shm::Host => "host".to_string(),
+            dlenv_spec::spec::Shm::Size(s) => s.clone(),
+        }),
+        ports: run.ports.clone(),
+        mounts: run.mounts.clone(),
+    })))
+}
+
+fn parse_mount(v: &str, base: &Path) -> Result<MountSpec, String> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, ro) = match parts.as_slice() {
+        [s, d] => (*s, *d, false),
+        [s, d, "ro"] => (*s, *d, true),
+        [s, d, "rw"] => (*s, *d, false),
+        _ => return Err(format!("`{v}` is not SRC:DST[:ro]")),
+    };
+    if !dst.starts_with('/') {
+        return Err(format!("`{dst}` must be an absolute container path"));
+    }
+    let src = std::path::absolute(base.join(src)).map_err(|e| format!("`{src}`: {e}"))?;
+    Ok(MountSpec {
+        source: src.to_string_lossy().into_owned(),
+        target: dst.into(),
+        read_only: ro,
+    })
+}
+
+/// Turn the flags (and the spec's `[run]`, for an environment) into a container spec with
+/// dlenv's defaults. Flags win over the spec.
+pub fn plan(
+    a: &ContainerArgs,
+    target: &Target,
+    cmd: Option<Vec<String>>,
+) -> Result<Planned, CliError> {
     let usage = |flag: &str, e: String| CliError::usage(format!("{flag}: {e}"));
+    let image = target.image();
+    let env_run = match target {
+        Target::Env(e) => Some(e.as_ref()),
+        Target::Image(_) => None,
+    };
     let mut notes = Vec::new();
-    let gpus = match &a.gpus {
-        Some(g) => GpuRequest::parse(g).map_err(|e| usage("--gpus", e))?,
-        None => {
+    let gpus = match (&a.gpus, env_run) {
+        (Some(g), _) => GpuRequest::parse(g).map_err(|e| usage("--gpus", e))?,
+        (None, Some(e)) => {
+            notes.extend(e.gpu_note.clone());
+            e.gpus.clone()
+        }
+        (None, None) => {
             let nv = dlenv_probe::facts::read_nvidia(&dlenv_probe::LiveHost::default());
             if nv.gpus.is_empty() {
                 notes.push(
@@ -131,55 +266,59 @@ pub fn plan(a: &ContainerArgs, image: &str, cmd: Option<Vec<String>>) -> Result<
             }
         }
     };
-    let (shm_size, ipc_host) = if a.shm_size == "host" {
+    let shm = a
+        .shm_size
+        .clone()
+        .or_else(|| env_run.and_then(|e| e.shm.clone()))
+        .unwrap_or_else(|| DEFAULT_SHM.to_string());
+    let (shm_size, ipc_host) = if shm == "host" {
         (None, true)
     } else {
         (
-            Some(parse_size(&a.shm_size).map_err(|e| usage("--shm-size", e))?),
+            Some(parse_size(&shm).map_err(|e| usage("--shm-size", e))?),
             false,
         )
     };
     let mut ports = Vec::new();
-    for p in &a.ports {
+    for p in env_run
+        .map(|e| e.ports.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .chain(&a.ports)
+    {
         ports.push(PortSpec::parse(p, a.public).map_err(|e| usage("--publish", e))?);
     }
-    if a.public && !ports.is_empty() {
+    let exposed: Vec<String> = ports
+        .iter()
+        .filter(|p| !p.loopback_only())
+        .map(|p| format!("{}:{}", p.host_ip, p.host_port.unwrap_or(p.container_port)))
+        .collect();
+    if !exposed.is_empty() {
         notes.push(format!(
-            "--public: ports {} are reachable from every network this host is on",
-            a.ports.join(", ")
+            "ports {} are reachable from every network this host is on",
+            exposed.join(", ")
         ));
     }
+    let cwd = std::env::current_dir()
+        .map_err(|e| CliError::failure(format!("cannot read the current directory: {e}")))?;
     let mut mounts = Vec::new();
     if !a.no_workspace {
-        let cwd = std::env::current_dir()
-            .map_err(|e| CliError::failure(format!("cannot read the current directory: {e}")))?;
-        mounts.push(MountSpec {
-            source: cwd.to_string_lossy().into_owned(),
-            target: "/workspace".into(),
-            read_only: false,
-        });
+        match env_run {
+            // The spec's mounts (default `.:/workspace`), relative to the spec.
+            Some(e) => {
+                for m in &e.mounts {
+                    mounts.push(parse_mount(m, &e.dir).map_err(|e| usage("[run].mounts", e))?);
+                }
+            }
+            None => mounts.push(MountSpec {
+                source: cwd.to_string_lossy().into_owned(),
+                target: "/workspace".into(),
+                read_only: false,
+            }),
+        }
     }
     for v in &a.volumes {
-        let parts: Vec<&str> = v.split(':').collect();
-        let (src, dst, ro) = match parts.as_slice() {
-            [s, d] => (*s, *d, false),
-            [s, d, "ro"] => (*s, *d, true),
-            [s, d, "rw"] => (*s, *d, false),
-            _ => return Err(usage("--volume", format!("`{v}` is not SRC:DST[:ro]"))),
-        };
-        let src =
-            std::path::absolute(src).map_err(|e| usage("--volume", format!("`{src}`: {e}")))?;
-        if !dst.starts_with('/') {
-            return Err(usage(
-                "--volume",
-                format!("`{dst}` must be an absolute container path"),
-            ));
-        }
-        mounts.push(MountSpec {
-            source: src.to_string_lossy().into_owned(),
-            target: dst.into(),
-            read_only: ro,
-        });
+        mounts.push(parse_mount(v, &cwd).map_err(|e| usage("--volume", e))?);
     }
     for e in &a.env {
         if !e.contains('=') || e.starts_with('=') {
@@ -200,15 +339,23 @@ pub fn plan(a: &ContainerArgs, image: &str, cmd: Option<Vec<String>>) -> Result<
     let (u, g) = user
         .split_once(':')
         .unwrap_or((user.as_str(), user.as_str()));
-    let mut env = vec!["HOME=/home/dlenv".to_string()];
-    env.extend(a.env.iter().cloned());
+    // A brought image may have no home for this uid: give it a writable tmpfs one. A
+    // dlenv-built image has /home/dlenv owned by the same uid already.
+    let mut env = Vec::new();
     let mut tmpfs = BTreeMap::new();
-    tmpfs.insert(
-        "/home/dlenv".to_string(),
-        format!("uid={u},gid={g},mode=0700"),
-    );
+    if env_run.is_none() {
+        env.push("HOME=/home/dlenv".to_string());
+        tmpfs.insert(
+            "/home/dlenv".to_string(),
+            format!("uid={u},gid={g},mode=0700"),
+        );
+    }
+    env.extend(a.env.iter().cloned());
     let mut labels = BTreeMap::new();
     labels.insert("dlenv.image".to_string(), image.to_string());
+    if let Some(e) = env_run {
+        labels.insert("dlenv.env".to_string(), e.name.clone());
+    }
     labels.insert(
         "dlenv.gpus".to_string(),
         a.gpus.clone().unwrap_or_else(|| match gpus {
@@ -223,7 +370,10 @@ pub fn plan(a: &ContainerArgs, image: &str, cmd: Option<Vec<String>>) -> Result<
             cmd,
             env,
             user: Some(user),
-            workdir: (!a.no_workspace).then(|| "/workspace".to_string()),
+            workdir: mounts
+                .iter()
+                .any(|m| m.target == "/workspace")
+                .then(|| "/workspace".to_string()),
             gpus: Some(gpus),
             gpu_mode: None,
             shm_size,
@@ -235,6 +385,7 @@ pub fn plan(a: &ContainerArgs, image: &str, cmd: Option<Vec<String>>) -> Result<
             labels,
             tty: false,
             stdin: false,
+            auto_remove: false,
         },
         notes,
     })
@@ -383,12 +534,10 @@ pub async fn create(
 
 /// `dlenv run`.
 pub async fn run(a: RunArgs, g: &Globals) -> Result<Exit, CliError> {
-    let image = a.container.image.clone().ok_or_else(|| {
-        CliError::usage("no image: pass --image REF (running a dlenv.toml environment needs `dlenv build` first)")
-    })?;
+    let target = target(&a.container, g).await?;
     let engine = super::connect(g).await?;
     let cmd = (!a.cmd.is_empty()).then(|| a.cmd.clone());
-    let planned = plan(&a.container, &image, cmd)?;
+    let planned = plan(&a.container, &target, cmd)?;
     let id = create(&engine, g, planned).await?;
     if a.detach {
         if let Err(e) = engine.start_container(&id).await {
@@ -417,6 +566,8 @@ pub async fn run(a: RunArgs, g: &Globals) -> Result<Exit, CliError> {
 #[derive(Serialize)]
 struct PsLine {
     name: String,
+    env: Option<String>,
+    jupyter: Option<String>,
     id: String,
     image: String,
     state: String,
@@ -434,6 +585,8 @@ pub async fn ps(g: &Globals) -> Result<Exit, CliError> {
         .into_iter()
         .map(|c| PsLine {
             name: c.names.first().cloned().unwrap_or_default(),
+            env: c.labels.get("dlenv.env").cloned(),
+            jupyter: c.labels.get("dlenv.jupyter").cloned(),
             id: c.id.chars().take(12).collect(),
             image: c.image,
             state: c.state,
@@ -451,32 +604,46 @@ pub async fn ps(g: &Globals) -> Result<Exit, CliError> {
         return Ok(Exit::Ok);
     }
     g.printer.out(format!(
-        "{:<24} {:<12} {:<10} {:<6} {:<28} image",
-        "name", "id", "state", "gpus", "ports"
+        "{:<24} {:<12} {:<12} {:<10} {:<6} {:<28} image",
+        "name", "id", "env", "state", "gpus", "ports"
     ));
     for l in lines {
         g.printer.out(format!(
-            "{:<24} {:<12} {:<10} {:<6} {:<28} {}",
+            "{:<24} {:<12} {:<12} {:<10} {:<6} {:<28} {}",
             l.name,
             l.id,
+            l.env.as_deref().unwrap_or("-"),
             l.state,
             l.gpus,
             l.ports.join(","),
             l.image
         ));
+        if let Some(url) = &l.jupyter {
+            g.printer.out(format!("  jupyter: {url}"));
+        }
     }
     Ok(Exit::Ok)
 }
 
 /// Find one of dlenv's containers by name or id prefix; refuse others.
 async fn find_managed(engine: &Engine, which: &str) -> Result<String, CliError> {
+    Ok(find_managed_ephemeral(engine, which).await?.0)
+}
+
+/// Like [`find_managed`], also saying whether it is ephemeral (removed when stopped).
+async fn find_managed_ephemeral(engine: &Engine, which: &str) -> Result<(String, bool), CliError> {
     let all = engine.list_containers().await?;
     let hits: Vec<_> = all
         .iter()
         .filter(|c| c.names.iter().any(|n| n == which) || c.id.starts_with(which))
         .collect();
     match hits.as_slice() {
-        [one] => Ok(one.id.clone()),
+        [one] => Ok((
+            one.id.clone(),
+            one.labels
+                .get("dlenv.ephemeral")
+                .is_some_and(|v| v == "true"),
+        )),
         [] => Err(
             CliError::failure(format!("no dlenv container named `{which}`"))
                 .with_hint("`dlenv ps` lists dlenv's containers (it does not touch others)"),
@@ -500,9 +667,14 @@ pub struct TargetArgs {
 pub async fn stop(a: TargetArgs, g: &Globals) -> Result<Exit, CliError> {
     let engine = super::connect(g).await?;
     for c in &a.containers {
-        let id = find_managed(&engine, c).await?;
+        let (id, ephemeral) = find_managed_ephemeral(&engine, c).await?;
         engine.stop_container(&id).await?;
-        g.printer.info(format!("stopped {c}"));
+        if ephemeral {
+            engine.remove_container(&id).await?;
+            g.printer.info(format!("stopped and removed {c}"));
+        } else {
+            g.printer.info(format!("stopped {c}"));
+        }
     }
     Ok(Exit::Ok)
 }

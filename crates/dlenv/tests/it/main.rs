@@ -10,5 +10,7 @@ mod compat;
 mod doctor;
 mod engine;
 mod run;
+mod shell;
 mod spec;
 mod support;
+mod up;
