@@ -191,3 +191,31 @@ impl Engine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{ContainerSpec, create_body};
+
+    #[test]
+    fn interactive_containers_close_stdin_when_the_client_does() {
+        let spec = ContainerSpec {
+            image: "i".into(),
+            tty: true,
+            stdin: true,
+            ..Default::default()
+        };
+        let b = create_body(&spec);
+        assert_eq!(
+            (b.tty, b.open_stdin, b.attach_stdin, b.stdin_once),
+            (Some(true), Some(true), Some(true), Some(true))
+        );
+        let b = create_body(&ContainerSpec::default());
+        assert_eq!((b.open_stdin, b.stdin_once), (Some(false), Some(false)));
+    }
+
+    #[test]
+    fn terminal_sizes_are_never_zero() {
+        assert_eq!(super::dims(0, 0), (1, 1));
+        assert_eq!(super::dims(40, 120), (40, 120));
+    }
+}

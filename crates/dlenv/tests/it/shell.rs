@@ -9,7 +9,8 @@ use crate::support::*;
 /// Drives a command under a fresh pty. The child is
 /// `sh -c 'stty -g; echo READY; CMD...; echo "rc=$?"; stty -g'`, so the terminal settings
 /// before and after dlenv are compared on the same terminal. argv[1] is a JSON object:
-/// `cmd` (argv of dlenv), `steps` ([send, expect-regex] pairs, sent in raw bytes), `resize`
+/// `cmd` (argv of dlenv), `steps` ([send, expect-regex, optional seconds to wait before
+/// sending] lists, sent as raw bytes), `exit` (what ends the session), `resize`
 /// (whether to check SIGWINCH). Prints a JSON result, or exits 99 with the transcript.
 const DRIVER: &str = r#"
 import fcntl, json, os, pty, re, select, struct, sys, termios, time
@@ -41,7 +42,9 @@ def until(pat, timeout=30, start=0):
             buf += d
 ready = until(r"READY\r?\n").end()
 until(r"[#$] ", 60, ready)
-for send, expect in cfg["steps"]:
+for step in cfg["steps"]:
+    send, expect = step[0], step[1]
+    if len(step) > 2: time.sleep(step[2])
     mark = len(buf)
     os.write(fd, send.encode())
     until(expect, 30, mark)
@@ -107,8 +110,8 @@ fn shell_on_a_terminal_is_interactive_and_restores_the_terminal() {
             // The container's terminal has this terminal's size from the start.
             ["stty size\r", r"33 101\r\n"],
             // Ctrl-C is a byte for the container's terminal: it interrupts `sleep`, not dlenv.
-            ["sleep 30\r", r"sleep 30"],
-            ["\u{3}", r"[#$] "],
+            ["echo sl''eeping; sleep 300\r", r"sleeping\r\n"],
+            ["\u{3}", r"[#$] ", 0.5],
             ["echo after-int-$((1+1))\r", r"after-int-2\r\n"],
         ],
         "resize": true,
@@ -161,6 +164,45 @@ fn shell_with_piped_stdin_runs_it_as_a_script() {
         .stdin(Stdio::null()));
     assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
     assert_eq!(stdout(&o), "got-\n");
+}
+
+#[test]
+fn interrupted_shell_exits_130_and_removes_its_container() {
+    let img = busybox_image();
+    let name = NameGuard::new("shell-int");
+    let child = dlenv()
+        .args(["shell", "--image", img, "--no-workspace", "--gpus", "none"])
+        .args(["--name", &name.0, "--", "sleep", "300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = || {
+        let o = run(docker().args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("name=^{}$", name.0),
+            "--filter",
+            "status=running",
+        ]));
+        !stdout(&o).trim().is_empty()
+    };
+    let mut waited = 0;
+    while !running() {
+        waited += 1;
+        assert!(waited < 300, "the shell's container never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let o = wait_with_timeout(child, Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(gone(&name.0), "container left behind after Ctrl-C");
 }
 
 fn wait_with_timeout(child: std::process::Child, limit: Duration) -> std::process::Output {
@@ -282,7 +324,7 @@ fn exec_runs_in_dlenv_containers_only() {
         "{}",
         stderr(&o)
     );
-    assert!(run(dlenv().args(["stop", &name.0])).status.success());
+    assert!(run(docker().args(["kill", &name.0])).status.success());
     let o = run(dlenv().args(["exec", &name.0, "--", "true"]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
