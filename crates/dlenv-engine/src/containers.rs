@@ -452,12 +452,31 @@ impl Engine {
     /// Attach to a created container, start it, copy its output to this process's stdout
     /// and stderr until it exits, and return its exit code.
     pub async fn run_attached(&self, id: &str) -> Result<i64, EngineError> {
+        self.start_streaming(id, |is_err, bytes| {
+            let _ = if is_err {
+                let mut e = std::io::stderr().lock();
+                e.write_all(bytes).and_then(|_| e.flush())
+            } else {
+                let mut o = std::io::stdout().lock();
+                o.write_all(bytes).and_then(|_| o.flush())
+            };
+        })
+        .await
+    }
+
+    /// Attach to a created container (before starting it, so no early output is lost),
+    /// start it, hand each output chunk to `sink` (`true` for stderr) until it exits, and
+    /// return its exit code.
+    async fn start_streaming(
+        &self,
+        id: &str,
+        mut sink: impl FnMut(bool, &[u8]),
+    ) -> Result<i64, EngineError> {
         let opts = AttachContainerOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
             .stream(true)
             .build();
-        // Attach before starting, so no early output is lost.
         let attached = self
             .docker
             .attach_container(id, Some(opts))
@@ -467,16 +486,8 @@ impl Engine {
         let mut output = attached.output;
         while let Some(chunk) = output.next().await {
             match chunk {
-                Ok(bollard::container::LogOutput::StdErr { message }) => {
-                    let mut e = std::io::stderr().lock();
-                    let _ = e.write_all(&message);
-                    let _ = e.flush();
-                }
-                Ok(other) => {
-                    let mut o = std::io::stdout().lock();
-                    let _ = o.write_all(&other.into_bytes());
-                    let _ = o.flush();
-                }
+                Ok(bollard::container::LogOutput::StdErr { message }) => sink(true, &message),
+                Ok(other) => sink(false, &other.into_bytes()),
                 Err(_) => break,
             }
         }
@@ -499,40 +510,18 @@ impl Engine {
         &self,
         id: &str,
     ) -> Result<(i64, String, String), EngineError> {
-        let id = id.to_string();
-        let result = async {
-            let opts = AttachContainerOptionsBuilder::new()
-                .stdout(true)
-                .stderr(true)
-                .stream(true)
-                .build();
-            let attached = self
-                .docker
-                .attach_container(&id, Some(opts))
-                .await
-                .map_err(|e| EngineError::api("attach to the container", e))?;
-            self.start_container(&id).await?;
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            let mut output = attached.output;
-            while let Some(chunk) = output.next().await {
-                match chunk {
-                    Ok(bollard::container::LogOutput::StdErr { message }) => {
-                        err.extend_from_slice(&message)
-                    }
-                    Ok(other) => out.extend_from_slice(&other.into_bytes()),
-                    Err(_) => break,
-                }
-            }
-            let code = self.wait_container(&id).await?;
-            Ok((
-                code,
-                String::from_utf8_lossy(&out).into_owned(),
-                String::from_utf8_lossy(&err).into_owned(),
-            ))
-        }
-        .await;
-        let _ = self.remove_container(&id).await;
-        result
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let result = self
+            .start_streaming(id, |is_err, bytes| {
+                if is_err { &mut err } else { &mut out }.extend_from_slice(bytes)
+            })
+            .await;
+        let _ = self.remove_container(id).await;
+        Ok((
+            result?,
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        ))
     }
 
     /// Wait for a container to exit and return its exit code.

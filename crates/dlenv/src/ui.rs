@@ -25,6 +25,16 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// A container command's exit code as dlenv's (negative codes, which the engine uses
+    /// for "unknown", become a failure).
+    pub fn from_child(code: i64) -> Self {
+        match code {
+            0 => Self::Ok,
+            c if c < 0 => Self::Failure,
+            c => Self::Child(u8::try_from(c).unwrap_or(255)),
+        }
+    }
+
     /// The numeric code.
     pub fn code(self) -> u8 {
         match self {
@@ -180,6 +190,19 @@ impl Printer {
     /// A warning on stderr (always shown).
     pub fn warn(&self, line: impl fmt::Display) {
         let _ = writeln!(std::io::stderr().lock(), "warning: {line}");
+    }
+
+    /// A spinner on stderr with a message line, when live progress may be drawn.
+    pub fn spinner(&self) -> Option<indicatif::ProgressBar> {
+        if !self.live_progress() {
+            return None;
+        }
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {wide_msg}").ok()?,
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        Some(b)
     }
 
     /// Whether live progress bars may be drawn (stderr is a terminal, not quiet/JSON).

@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use dlenv_base::{BASE_REPO, Recipe, Workdir};
@@ -135,7 +134,7 @@ pub async fn bootstrap_image(a: &BootstrapArgs, g: &Globals) -> Result<Bootstrap
         "bootstrapping {} {} ({}, {}) from {}",
         recipe.distro, recipe.release, recipe.arch, recipe.variant, recipe.mirror
     ));
-    let bar = spinner(g);
+    let bar = g.printer.spinner();
     let verbose = p.verbose > 0 && !p.live_progress();
     dlenv_base::run_debootstrap(&recipe, &rootfs, |line| {
         if let Some(b) = &bar {
@@ -181,16 +180,6 @@ pub async fn bootstrap_image(a: &BootstrapArgs, g: &Globals) -> Result<Bootstrap
         recipe,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-fn spinner(g: &Globals) -> Option<ProgressBar> {
-    if !g.printer.live_progress() {
-        return None;
-    }
-    let b = ProgressBar::new_spinner();
-    b.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {wide_msg}").ok()?);
-    b.enable_steady_tick(Duration::from_millis(120));
-    Some(b)
 }
 
 fn report(g: &Globals, o: &BootstrapOutcome) {

@@ -10,10 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use dlenv_engine::{BuildEvent, BuildSpec, ContainerSpec, Engine, EngineError};
@@ -262,7 +261,7 @@ pub async fn build_env(sf: &SpecFile, a: &BuildArgs, g: &Globals) -> Result<Buil
     };
     g.printer
         .info(format!("building {repo}:{tag} on {}", lock.base.image));
-    let bar = spinner(g);
+    let bar = g.printer.spinner();
     let p = g.printer;
     let outcome = interruptible(async {
         engine
@@ -303,16 +302,6 @@ pub async fn build_env(sf: &SpecFile, a: &BuildArgs, g: &Globals) -> Result<Buil
         seconds: started.elapsed().as_secs_f64(),
         lock: lock_path,
     })
-}
-
-fn spinner(g: &Globals) -> Option<ProgressBar> {
-    if !g.printer.live_progress() {
-        return None;
-    }
-    let b = ProgressBar::new_spinner();
-    b.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {wide_msg}").ok()?);
-    b.enable_steady_tick(Duration::from_millis(120));
-    Some(b)
 }
 
 /// `dlenv build`.

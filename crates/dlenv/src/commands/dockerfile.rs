@@ -39,12 +39,6 @@ pub struct DockerfileArgs {
     pub host: HostArgs,
 }
 
-/// The uid and gid this process runs as (the owner of `/proc/self`).
-pub fn host_ids() -> (u32, u32) {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map_or((1000, 1000), |m| (m.uid(), m.gid()))
-}
-
 #[derive(Serialize)]
 struct Out<'a> {
     dockerfile: &'a str,
@@ -93,7 +87,7 @@ pub fn run(a: DockerfileArgs, g: &Globals) -> Result<Exit, CliError> {
         Some(l) => l,
         None => resolve_lock(&sf, &db, &a.host, g)?,
     };
-    let (uid, gid) = host_ids();
+    let (uid, gid) = crate::commands::run::host_user();
     let opts = RenderOptions {
         uid: a.uid.unwrap_or(uid),
         gid: a.gid.unwrap_or(gid),

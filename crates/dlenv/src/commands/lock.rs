@@ -12,7 +12,7 @@ use dlenv_spec::{Current, Lock, LockError, ResolveError, Spec, SpecError, Stale,
 
 use crate::cli::Globals;
 use crate::commands::compat::load_db;
-use crate::commands::resolve::{HostArgs, host_facts};
+use crate::commands::resolve::{HostArgs, conflict_error, host_facts};
 use crate::ui::{CliError, Exit};
 
 /// The lock file's name, next to the spec.
@@ -188,27 +188,14 @@ pub fn resolve_lock(
     }
     let resolved = dlenv_spec::resolve_spec(&sf.spec, db, &facts.facts).map_err(|e| match e {
         ResolveError::Spec(e) => spec_error(*e),
-        ResolveError::Conflict { conflict, tried } => {
-            let mut msg = format!(
+        ResolveError::Conflict { conflict, tried } => conflict_error(
+            format!(
                 "no stack satisfies {} on this host (tried {})",
                 sf.path.display(),
                 tried.join("; ")
-            );
-            for c in &conflict.conflicts {
-                msg.push_str(&format!("\n  - [{}] {}", c.rule, c.message));
-            }
-            let hint = if conflict.nearest.is_empty() {
-                "relax the spec (framework version, python, cuda) or check `dlenv matrix`".into()
-            } else {
-                conflict
-                    .nearest
-                    .iter()
-                    .map(|s| format!("{} → {}", s.change, s.stack))
-                    .collect::<Vec<_>>()
-                    .join("\n      or: ")
-            };
-            CliError::unsatisfiable(msg).with_hint(hint)
-        }
+            ),
+            &conflict,
+        ),
     })?;
     for w in &resolved.notes {
         g.printer.warn(w);

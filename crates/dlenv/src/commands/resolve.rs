@@ -335,28 +335,36 @@ pub fn resolve(a: ResolveArgs, g: &Globals) -> Result<Exit, CliError> {
                 });
                 return Ok(Exit::Unsatisfiable);
             }
-            let mut msg = format!(
-                "no stack satisfies `{}` on this host ({})",
-                a.framework,
-                describe_host(&host)
-            );
-            for c in &conflict.conflicts {
-                msg.push_str(&format!("\n  - [{}] {}", c.rule, c.message));
-            }
-            let hint = if conflict.nearest.is_empty() {
-                "relax the request (framework version, --python, --cuda) or check `dlenv matrix`"
-                    .to_string()
-            } else {
-                conflict
-                    .nearest
-                    .iter()
-                    .map(|s| format!("{} → {}", s.change, s.stack))
-                    .collect::<Vec<_>>()
-                    .join("\n      or: ")
-            };
-            Err(CliError::unsatisfiable(msg).with_hint(hint))
+            Err(conflict_error(
+                format!(
+                    "no stack satisfies `{}` on this host ({})",
+                    a.framework,
+                    describe_host(&host)
+                ),
+                &conflict,
+            ))
         }
     }
+}
+
+/// A resolver conflict as an error: `headline`, one line per violated rule, and the
+/// nearest fixes as the hint (exit 3).
+pub fn conflict_error(headline: String, conflict: &dlenv_compat::Conflict) -> CliError {
+    let mut msg = headline;
+    for c in &conflict.conflicts {
+        msg.push_str(&format!("\n  - [{}] {}", c.rule, c.message));
+    }
+    let hint = if conflict.nearest.is_empty() {
+        "relax the request (framework version, python, cuda) or check `dlenv matrix`".to_string()
+    } else {
+        conflict
+            .nearest
+            .iter()
+            .map(|s| format!("{} → {}", s.change, s.stack))
+            .collect::<Vec<_>>()
+            .join("\n      or: ")
+    };
+    CliError::unsatisfiable(msg).with_hint(hint)
 }
 
 fn print_stack(p: &Printer, s: &Stack) {

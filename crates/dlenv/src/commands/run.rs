@@ -556,11 +556,7 @@ pub async fn run(a: RunArgs, g: &Globals) -> Result<Exit, CliError> {
     .await;
     // Always remove the container, also after Ctrl-C or a failed start.
     let _ = engine.remove_container(&id).await;
-    let code = result?;
-    Ok(match code {
-        0 => Exit::Ok,
-        c => Exit::Child(u8::try_from(c.clamp(0, 255)).unwrap_or(1)),
-    })
+    Ok(Exit::from_child(result?))
 }
 
 #[derive(Serialize)]
@@ -625,32 +621,27 @@ pub async fn ps(g: &Globals) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-/// Find one of dlenv's containers by name or id prefix; refuse others.
-async fn find_managed(engine: &Engine, which: &str) -> Result<String, CliError> {
-    Ok(find_managed_ephemeral(engine, which).await?.0)
-}
-
-/// Like [`find_managed`], also saying whether it is ephemeral (removed when stopped).
-async fn find_managed_ephemeral(engine: &Engine, which: &str) -> Result<(String, bool), CliError> {
+/// Find one of dlenv's containers by name or id prefix; refuse others (dlenv never acts
+/// on containers it did not create).
+pub async fn find_managed(
+    engine: &Engine,
+    which: &str,
+) -> Result<dlenv_engine::ContainerLine, CliError> {
     let all = engine.list_containers().await?;
-    let hits: Vec<_> = all
-        .iter()
-        .filter(|c| c.names.iter().any(|n| n == which) || c.id.starts_with(which))
+    let mut hits: Vec<_> = all
+        .into_iter()
+        .filter(|c| {
+            c.names.iter().any(|n| n == which) || (!which.is_empty() && c.id.starts_with(which))
+        })
         .collect();
-    match hits.as_slice() {
-        [one] => Ok((
-            one.id.clone(),
-            one.labels
-                .get("dlenv.ephemeral")
-                .is_some_and(|v| v == "true"),
-        )),
-        [] => Err(
+    match hits.len() {
+        1 => Ok(hits.remove(0)),
+        0 => Err(
             CliError::failure(format!("no dlenv container named `{which}`"))
-                .with_hint("`dlenv ps` lists dlenv's containers (it does not touch others)"),
+                .with_hint("`dlenv ps` lists dlenv's containers (dlenv does not touch others)"),
         ),
-        _ => Err(CliError::usage(format!(
-            "`{which}` matches {} containers: give more of the id",
-            hits.len()
+        n => Err(CliError::usage(format!(
+            "`{which}` matches {n} containers: give more of the id"
         ))),
     }
 }
@@ -667,7 +658,14 @@ pub struct TargetArgs {
 pub async fn stop(a: TargetArgs, g: &Globals) -> Result<Exit, CliError> {
     let engine = super::connect(g).await?;
     for c in &a.containers {
-        let (id, ephemeral) = find_managed_ephemeral(&engine, c).await?;
+        let found = find_managed(&engine, c).await?;
+        let (id, ephemeral) = (
+            found.id,
+            found
+                .labels
+                .get("dlenv.ephemeral")
+                .is_some_and(|v| v == "true"),
+        );
         engine.stop_container(&id).await?;
         if ephemeral {
             engine.remove_container(&id).await?;
@@ -683,7 +681,7 @@ pub async fn stop(a: TargetArgs, g: &Globals) -> Result<Exit, CliError> {
 pub async fn rm(a: TargetArgs, g: &Globals) -> Result<Exit, CliError> {
     let engine = super::connect(g).await?;
     for c in &a.containers {
-        let id = find_managed(&engine, c).await?;
+        let id = find_managed(&engine, c).await?.id;
         engine.remove_container(&id).await?;
         g.printer.info(format!("removed {c}"));
     }
@@ -703,7 +701,7 @@ pub struct LogsArgs {
 /// `dlenv logs`.
 pub async fn logs(a: LogsArgs, g: &Globals) -> Result<Exit, CliError> {
     let engine = super::connect(g).await?;
-    let id = find_managed(&engine, &a.container).await?;
+    let id = find_managed(&engine, &a.container).await?.id;
     let text = engine.logs_tail(&id, a.tail).await?;
     print!("{text}");
     Ok(Exit::Ok)

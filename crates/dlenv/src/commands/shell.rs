@@ -32,7 +32,9 @@ use tokio::sync::mpsc;
 use dlenv_engine::{Attached, Engine, ExecSpec, OutputChunk};
 
 use crate::cli::Globals;
-use crate::commands::run::{ContainerArgs, create, plan, target, translate_start_error};
+use crate::commands::run::{
+    ContainerArgs, create, find_managed, plan, target, translate_start_error,
+};
 use crate::ui::{CliError, Exit};
 
 /// The default command of `dlenv shell`: bash when the image has it, else sh.
@@ -266,14 +268,6 @@ async fn until_signalled<T>(
     }
 }
 
-fn exit_of(code: i64) -> Exit {
-    match code {
-        0 => Exit::Ok,
-        c if c < 0 => Exit::Failure,
-        c => Exit::Child(u8::try_from(c).unwrap_or(255)),
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // `dlenv shell`.
 
@@ -295,7 +289,7 @@ pub async fn shell(a: ShellArgs, g: &Globals) -> Result<Exit, CliError> {
     let result = until_signalled(shell_session(&engine, &id, tty)).await;
     // Always remove the container: after the exit, a failed start, an error or a signal.
     let _ = engine.remove_container(&id).await;
-    Ok(exit_of(result?))
+    Ok(Exit::from_child(result?))
 }
 
 async fn shell_session(engine: &Engine, id: &str, tty: bool) -> Result<i64, CliError> {
@@ -318,29 +312,15 @@ async fn shell_session(engine: &Engine, id: &str, tty: bool) -> Result<i64, CliE
 
 /// Find one of dlenv's running containers by name or id prefix; refuse others.
 async fn find_running(engine: &Engine, which: &str) -> Result<String, CliError> {
-    let all = engine.list_containers().await?;
-    let hits: Vec<_> = all
-        .iter()
-        .filter(|c| {
-            c.names.iter().any(|n| n == which) || (!which.is_empty() && c.id.starts_with(which))
-        })
-        .collect();
-    match hits.as_slice() {
-        [one] if one.state == "running" => Ok(one.id.clone()),
-        [one] => Err(CliError::failure(format!(
+    let c = find_managed(engine, which).await?;
+    if c.state != "running" {
+        return Err(CliError::failure(format!(
             "dlenv container `{which}` is not running (it is {})",
-            one.state
+            c.state
         ))
-        .with_hint("`dlenv ps` lists dlenv's containers and their state")),
-        [] => Err(
-            CliError::failure(format!("no dlenv container named `{which}`"))
-                .with_hint("`dlenv ps` lists dlenv's containers (dlenv does not touch others)"),
-        ),
-        _ => Err(CliError::usage(format!(
-            "`{which}` matches {} containers: give more of the id",
-            hits.len()
-        ))),
+        .with_hint("`dlenv ps` lists dlenv's containers and their state"));
     }
+    Ok(c.id)
 }
 
 /// `dlenv exec`.
@@ -368,7 +348,7 @@ pub async fn exec(a: ExecArgs, g: &Globals) -> Result<Exit, CliError> {
     let exec_id = engine.exec_create(&id, &spec).await?;
     until_signalled(exec_session(&engine, &exec_id, tty, a.interactive))
         .await
-        .map(exit_of)
+        .map(Exit::from_child)
 }
 
 async fn exec_session(
@@ -396,10 +376,10 @@ mod tests {
 
     #[test]
     fn exit_codes_map_to_dlenv_exits() {
-        assert_eq!(exit_of(0), Exit::Ok);
-        assert_eq!(exit_of(3), Exit::Child(3));
-        assert_eq!(exit_of(300), Exit::Child(255));
-        assert_eq!(exit_of(-1), Exit::Failure);
+        assert_eq!(Exit::from_child(0), Exit::Ok);
+        assert_eq!(Exit::from_child(3), Exit::Child(3));
+        assert_eq!(Exit::from_child(300), Exit::Child(255));
+        assert_eq!(Exit::from_child(-1), Exit::Failure);
     }
 
     #[test]

@@ -226,20 +226,7 @@ fn logs_and_refusing_foreign_containers() {
     assert!(text.contains("hello-from-logs"), "{text}");
 
     // A container dlenv did not create is not dlenv's to stop or remove.
-    let foreign = NameGuard::new("foreign");
-    let g = ContainerGuard::new();
-    let o = run(docker().args([
-        "run",
-        "-d",
-        "--label",
-        &g.label_arg(),
-        "--name",
-        &foreign.0,
-        img,
-        "sleep",
-        "30",
-    ]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (foreign, _g) = foreign_container("foreign");
     let o = run(dlenv().args(["rm", &foreign.0]));
     assert_eq!(o.status.code(), Some(1));
     assert!(

@@ -303,20 +303,7 @@ fn exec_runs_in_dlenv_containers_only() {
     assert_eq!(v["before"], v["after"], "terminal settings not restored");
 
     // A container dlenv did not create is refused, and so is one that is not running.
-    let foreign = NameGuard::new("exec-foreign");
-    let g = ContainerGuard::new();
-    let o = run(docker().args([
-        "run",
-        "-d",
-        "--label",
-        &g.label_arg(),
-        "--name",
-        &foreign.0,
-        img,
-        "sleep",
-        "30",
-    ]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (foreign, _g) = foreign_container("exec-foreign");
     let o = run(dlenv().args(["exec", &foreign.0, "--", "true"]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(

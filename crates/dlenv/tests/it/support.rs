@@ -199,3 +199,21 @@ impl Drop for RepoGuard {
         }
     }
 }
+
+/// A running container started with the docker CLI, not by dlenv; removed on drop.
+pub fn foreign_container(prefix: &str) -> (NameGuard, ContainerGuard) {
+    let name = NameGuard::new(prefix);
+    let guard = ContainerGuard::new();
+    let o = run(docker()
+        .args([
+            "run",
+            "-d",
+            "--label",
+            &guard.label_arg(),
+            "--name",
+            &name.0,
+        ])
+        .args([busybox_image(), "sleep", "30"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    (name, guard)
+}
