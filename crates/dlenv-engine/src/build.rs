@@ -207,6 +207,7 @@ impl Engine {
         let mut image_id = None;
         let mut error = None;
         let mut steps = 0usize;
+        let mut classic = ClassicStream::default();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| local(format!("reading the build stream: {e}")))?;
             let Some(data) = frame.data_ref() else {
@@ -246,8 +247,16 @@ impl Engine {
                             progress.status(s, &mut on_event);
                         }
                     }
-                    (Some("moby.image.id"), Some(aux)) => {
+                    // BuildKit says `{"id":"moby.image.id","aux":{"ID":…}}`; a classic builder
+                    // (Podman's Buildah behind the compat API) says `{"aux":{"ID":…}}`.
+                    (Some("moby.image.id") | None, Some(aux)) if aux.get("ID").is_some() => {
                         image_id = aux.get("ID").and_then(|i| i.as_str()).map(String::from);
+                    }
+                    // A classic builder's step output.
+                    (None, None) => {
+                        if let Some(text) = v.get("stream").and_then(|t| t.as_str()) {
+                            classic.lines(text, &mut on_event);
+                        }
                     }
                     _ => {}
                 }
@@ -346,6 +355,45 @@ struct Vertex {
 struct VertexLog {
     vertex: String,
     msg: Vec<u8>,
+}
+
+/// Progress from a classic builder: `STEP n/m: …` / `Step n/m : …` lines start steps,
+/// everything else is output of the current step.
+#[derive(Default)]
+struct ClassicStream {
+    step: String,
+    partial: String,
+}
+
+impl ClassicStream {
+    fn lines(&mut self, text: &str, on_event: &mut impl FnMut(BuildEvent)) {
+        self.partial.push_str(text);
+        while let Some(i) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=i).collect();
+            let line = line.trim_end();
+            if line.is_empty() {
+                continue;
+            }
+            let lower = line.to_ascii_lowercase();
+            if lower.starts_with("step ") {
+                self.step = line.to_string();
+                on_event(BuildEvent::Step {
+                    name: self.step.clone(),
+                    cached: false,
+                });
+            } else if line.trim() == "---> Using cache" || line.trim() == "--> Using cache" {
+                on_event(BuildEvent::Step {
+                    name: self.step.clone(),
+                    cached: true,
+                });
+            } else {
+                on_event(BuildEvent::Log {
+                    step: self.step.clone(),
+                    line: line.to_string(),
+                });
+            }
+        }
+    }
 }
 
 /// Protobuf wire format: one field at a time.
@@ -533,6 +581,25 @@ mod tests {
         for n in 0..raw.len() {
             let _ = StatusResponse::decode(&raw[..n]);
         }
+    }
+
+    #[test]
+    fn classic_builder_lines_become_steps_and_logs() {
+        let mut c = ClassicStream::default();
+        let mut ev = Vec::new();
+        c.lines(
+            "STEP 1/2: FROM debian\nSTEP 2/2: RUN echo hi\nh",
+            &mut |e| ev.push(e),
+        );
+        c.lines("i\n", &mut |e| ev.push(e));
+        assert_eq!(ev.len(), 3, "{ev:?}");
+        assert_eq!(
+            ev[2],
+            BuildEvent::Log {
+                step: "STEP 2/2: RUN echo hi".into(),
+                line: "hi".into()
+            }
+        );
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct RenderOptions {
     pub ca_bundle: bool,
     /// `COPY . /workspace` as the last layer (off: `dlenv run` mounts the project instead).
     pub copy_project: bool,
+    /// Pull Docker Hub base images through this registry mirror (`host[:port]`), see
+    /// [`mirror_ref`].
+    pub registry_mirror: Option<String>,
 }
 
 impl Default for RenderOptions {
@@ -70,6 +73,7 @@ impl Default for RenderOptions {
             user: "dlenv".into(),
             ca_bundle: false,
             copy_project: false,
+            registry_mirror: None,
         }
     }
 }
@@ -82,6 +86,46 @@ pub struct Rendered {
     /// Spec-relative files the Dockerfile `COPY`s (plus [`CA_BUNDLE_PATH`] when
     /// `ca_bundle`; plus `.` when `copy_project`), in order.
     pub context_files: Vec<String>,
+}
+
+/// `image` as pulled through the Docker Hub mirror `mirror` (`host[:port]`, a scheme and
+/// trailing slash are ignored). Only Docker Hub references are rewritten (`ubuntu:24.04` →
+/// `MIRROR/library/ubuntu:24.04`, `nvidia/cuda:…` → `MIRROR/nvidia/cuda:…`,
+/// `docker.io/x/y` → `MIRROR/x/y`); references to other registries, and dlenv's own local
+/// `dlenv/…` images, are left alone.
+pub fn mirror_ref(image: &str, mirror: &str) -> String {
+    let mirror = mirror
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let (first, rest) = match image.split_once('/') {
+        Some((f, r)) => (f, Some(r)),
+        None => (image, None),
+    };
+    let has_registry =
+        rest.is_some() && (first.contains('.') || first.contains(':') || first == "localhost");
+    let path = match (has_registry, rest) {
+        (true, Some(r))
+            if matches!(
+                first,
+                "docker.io" | "index.docker.io" | "registry-1.docker.io"
+            ) =>
+        {
+            r.to_string()
+        }
+        (true, _) => return image.to_string(),
+        (false, Some(_)) => image.to_string(),
+        (false, None) => format!("library/{image}"),
+    };
+    if mirror.is_empty() || path.starts_with("dlenv/") {
+        return image.to_string();
+    }
+    let path = if path.contains('/') {
+        path
+    } else {
+        format!("library/{path}")
+    };
+    format!("{mirror}/{path}")
 }
 
 /// Quote for `sh` when needed.
@@ -252,7 +296,17 @@ pub fn render(lock: &Lock, opts: &RenderOptions) -> Rendered {
     } else {
         "Base: a plain distribution image (CPU-only stack, no CUDA libraries needed)."
     });
-    b.line(format!("FROM {}", s.base_image));
+    match opts
+        .registry_mirror
+        .as_deref()
+        .map(|m| mirror_ref(&s.base_image, m))
+    {
+        Some(mirrored) if mirrored != s.base_image => {
+            b.comment(&format!("(`{}` through the registry mirror)", s.base_image));
+            b.line(format!("FROM {mirrored}"));
+        }
+        _ => b.line(format!("FROM {}", s.base_image)),
+    }
     b.blank();
     if gpu {
         b.comment(
@@ -511,6 +565,41 @@ pub fn render(lock: &Lock, opts: &RenderOptions) -> Rendered {
     Rendered {
         dockerfile: b.out,
         context_files,
+    }
+}
+
+#[cfg(test)]
+mod mirror_tests {
+    use super::mirror_ref;
+
+    #[test]
+    fn only_docker_hub_references_are_rewritten() {
+        let m = "https://mirror.example:5000/";
+        assert_eq!(
+            mirror_ref("ubuntu:24.04", m),
+            "mirror.example:5000/library/ubuntu:24.04"
+        );
+        assert_eq!(
+            mirror_ref("nvidia/cuda:12.8.1-runtime-ubuntu24.04", m),
+            "mirror.example:5000/nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+        );
+        assert_eq!(
+            mirror_ref("docker.io/nvidia/cuda:12.8.1-base-ubuntu22.04", m),
+            "mirror.example:5000/nvidia/cuda:12.8.1-base-ubuntu22.04"
+        );
+        assert_eq!(
+            mirror_ref("docker.io/python:3.12", m),
+            "mirror.example:5000/library/python:3.12"
+        );
+        assert_eq!(
+            mirror_ref("nvcr.io/nvidia/pytorch:24.05-py3", m),
+            "nvcr.io/nvidia/pytorch:24.05-py3"
+        );
+        assert_eq!(mirror_ref("localhost:5000/x:1", m), "localhost:5000/x:1");
+        assert_eq!(
+            mirror_ref("dlenv/base:debian-bookworm", m),
+            "dlenv/base:debian-bookworm"
+        );
     }
 }
 

@@ -47,6 +47,10 @@ pub struct BuildArgs {
     /// (`/etc/ssl/certs/ca-certificates.crt`); `none` to use only the image's own.
     #[arg(long, value_name = "PATH|none")]
     pub ca_bundle: Option<String>,
+    /// Pull Docker Hub base images through this mirror (host[:port]); the lock keeps the
+    /// canonical reference.
+    #[arg(long, value_name = "HOST", env = "DLENV_REGISTRY_MIRROR")]
+    pub registry_mirror: Option<String>,
     #[command(flatten)]
     pub host: HostArgs,
 }

@@ -35,6 +35,9 @@ pub struct DockerfileArgs {
     /// Copy the project directory into /workspace as the last layer.
     #[arg(long)]
     pub copy_project: bool,
+    /// Pull Docker Hub base images through this mirror (host[:port]).
+    #[arg(long, value_name = "HOST", env = "DLENV_REGISTRY_MIRROR")]
+    pub registry_mirror: Option<String>,
     #[command(flatten)]
     pub host: HostArgs,
 }
@@ -94,6 +97,7 @@ pub fn run(a: DockerfileArgs, g: &Globals) -> Result<Exit, CliError> {
         user: a.user,
         ca_bundle: a.ca_bundle,
         copy_project: a.copy_project,
+        registry_mirror: a.registry_mirror.clone(),
     };
     if let Err(why) = dlenv_spec::spec::check_name(&opts.user) {
         return Err(CliError::usage(format!("--user {:?}: {why}", opts.user)));

@@ -33,6 +33,9 @@ pub struct UpArgs {
     /// pull images (builds `dlenv/base:debian-bookworm` with debootstrap; needs root).
     #[arg(long, value_enum, default_value = "spec")]
     pub base: BaseSource,
+    /// Pull Docker Hub base images through this mirror (host[:port]).
+    #[arg(long, value_name = "HOST", env = "DLENV_REGISTRY_MIRROR")]
+    pub registry_mirror: Option<String>,
     /// Do not start Jupyter even if the spec enables it.
     #[arg(long)]
     pub no_jupyter: bool,
@@ -89,6 +92,7 @@ pub async fn run(a: UpArgs, g: &Globals) -> Result<Exit, CliError> {
         locked: false,
         no_cache: false,
         ca_bundle: None,
+        registry_mirror: a.registry_mirror.clone(),
         host: a.host.clone(),
     };
     let built = build_env(&sf, &build, g).await?;

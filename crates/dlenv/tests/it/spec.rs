@@ -162,3 +162,39 @@ fn init_writes_a_spec_and_refuses_to_overwrite() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn dockerfile_pulls_docker_hub_bases_through_a_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("dlenv.toml"),
+        "[env]\nname = \"m\"\nframework = \"jax\"\n",
+    )
+    .unwrap();
+    let gpu = ["--gpu", "H100", "--driver", "550.54.15"];
+    let o = run(dlenv()
+        .arg("dockerfile")
+        .args(gpu)
+        .args(["--registry-mirror", "mirror.example:5000"])
+        .current_dir(dir.path()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("FROM "))
+        .unwrap()
+        .to_string();
+    assert!(
+        from.starts_with("FROM mirror.example:5000/nvidia/cuda:"),
+        "{from}"
+    );
+    let o = run(dlenv()
+        .arg("dockerfile")
+        .args(gpu)
+        .env("DLENV_REGISTRY_MIRROR", "m.example")
+        .current_dir(dir.path()));
+    assert!(
+        stdout(&o).contains("FROM m.example/nvidia/cuda:"),
+        "{}",
+        stdout(&o)
+    );
+}
