@@ -435,8 +435,22 @@ impl Engine {
 
     /// dlenv's containers (label `dlenv.managed`), running or not.
     pub async fn list_containers(&self) -> Result<Vec<ContainerLine>, EngineError> {
+        self.list_with_label(Some(MANAGED_LABEL)).await
+    }
+
+    /// Every container, running or not.
+    pub async fn list_all_containers(&self) -> Result<Vec<ContainerLine>, EngineError> {
+        self.list_with_label(None).await
+    }
+
+    async fn list_with_label(
+        &self,
+        label: Option<&str>,
+    ) -> Result<Vec<ContainerLine>, EngineError> {
         let mut filters = HashMap::new();
-        filters.insert("label".to_string(), vec![MANAGED_LABEL.to_string()]);
+        if let Some(l) = label {
+            filters.insert("label".to_string(), vec![l.to_string()]);
+        }
         let opts = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)

@@ -12,6 +12,7 @@ mod error;
 mod exec;
 mod images;
 mod info;
+mod share;
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub use error::{Attempt, AttemptFailure, EngineError};
 pub use exec::{Attached, ExecSpec, OutputChunk, OutputStream};
 pub use images::{ImageSummaryLine, ImportProgress};
 pub use info::EngineReport;
+pub use share::{Change, ChangeKind, ImageDetails};
 
 /// Label put on every container and image dlenv creates, so it can find (and clean up)
 /// its own objects.

@@ -92,6 +92,9 @@ pub enum Command {
     /// From a spec to a running, checked environment in one command: host check, resolve,
     /// lock, build, Jupyter (when enabled), check, and how to connect.
     Up(commands::up::UpArgs),
+    /// Commit a container as an image, refusing (unless --force) when its changes include
+    /// host NVIDIA driver files or likely secrets.
+    Commit(commands::commit::CommitArgs),
     /// List dlenv's containers.
     Ps,
     /// Stop dlenv containers.
@@ -190,6 +193,7 @@ async fn run(command: Command, g: &Globals) -> Result<Exit, CliError> {
         Command::Check(a) => commands::check::run(a, g).await,
         Command::Jupyter(a) => commands::jupyter::run(a, g).await,
         Command::Up(a) => commands::up::run(a, g).await,
+        Command::Commit(a) => commands::commit::run(a, g).await,
         Command::Ps => commands::run::ps(g).await,
         Command::Stop(a) => commands::run::stop(a, g).await,
         Command::Rm(a) => commands::run::rm(a, g).await,

@@ -3,6 +3,7 @@
 pub mod base;
 pub mod build;
 pub mod check;
+pub mod commit;
 pub mod compat;
 pub mod dockerfile;
 pub mod doctor;

@@ -627,7 +627,25 @@ pub async fn find_managed(
     engine: &Engine,
     which: &str,
 ) -> Result<dlenv_engine::ContainerLine, CliError> {
-    let all = engine.list_containers().await?;
+    find_in(engine.list_containers().await?, which)
+}
+
+/// Find any container by name or id prefix (for read-only or copying operations such as
+/// `commit`).
+pub async fn find_any(
+    engine: &Engine,
+    which: &str,
+) -> Result<dlenv_engine::ContainerLine, CliError> {
+    find_in(engine.list_all_containers().await?, which).map_err(|e| CliError {
+        message: e.message.replace("no dlenv container", "no container"),
+        ..e
+    })
+}
+
+fn find_in(
+    all: Vec<dlenv_engine::ContainerLine>,
+    which: &str,
+) -> Result<dlenv_engine::ContainerLine, CliError> {
     let mut hits: Vec<_> = all
         .into_iter()
         .filter(|c| {
