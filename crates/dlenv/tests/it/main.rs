@@ -10,6 +10,7 @@ mod compat;
 mod doctor;
 mod engine;
 mod run;
+mod share;
 mod shell;
 mod spec;
 mod support;
