@@ -44,57 +44,58 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// dlenv's commands.
+/// dlenv's commands, in the order of the pipeline.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The container engine dlenv talks to.
-    #[command(subcommand)]
-    Engine(commands::engine::EngineCommand),
-    /// Base images built locally, with no registry.
-    #[command(subcommand)]
-    Base(commands::base::BaseCommand),
-    /// Check this host for GPU containers: OS, NVIDIA driver and GPUs, engine, NVIDIA
-    /// Container Toolkit, CDI. Prints pass / warn / fail with the command that fixes each
-    /// failure. Exit 0 when nothing fails (warnings allowed), 1 otherwise.
-    Doctor(commands::doctor::DoctorArgs),
-    /// Install what GPU containers need (Docker Engine or Podman, the docker group, the
-    /// NVIDIA Container Toolkit, an optional registry mirror), skipping what is done.
-    Setup(commands::setup::SetupArgs),
-    /// Pick a full stack (framework build, Python, CUDA, cuDNN, base image) that runs on
-    /// this host's driver and GPUs, or explain why none does. Exit 0 with a stack, 3 when
-    /// none exists, 2 on malformed input.
-    Resolve(commands::resolve::ResolveArgs),
-    /// Which framework versions and builds run on this host, and why the others don't.
-    Matrix(commands::resolve::MatrixArgs),
-    /// The compatibility database: which one is in use, and updating it.
-    #[command(subcommand)]
-    Compat(commands::compat::CompatCommand),
-    /// Run a command in a container with GPUs, shared memory, your uid and the current
-    /// directory at /workspace; its exit code becomes dlenv's. The container is removed
-    /// afterwards unless `-d`.
-    Run(commands::run::RunArgs),
-    /// An interactive shell (bash when the image has it, else sh) in a new container with
-    /// `dlenv run`'s defaults, or CMD after `--`; its exit code becomes dlenv's and the
-    /// container is removed afterwards. Without a terminal, stdin is streamed through.
-    Shell(commands::shell::ShellArgs),
-    /// Run a command in a running dlenv container; its exit code becomes dlenv's. -i
-    /// forwards stdin, -t allocates a terminal.
-    Exec(commands::shell::ExecArgs),
-    /// Build the environment's image from dlenv.toml (resolving and locking it first when
-    /// needed) through the engine's BuildKit; records the installed packages in dlenv.lock.
-    Build(commands::build::BuildArgs),
-    /// Inside the environment (or --image), report what the framework sees: import, CUDA,
-    /// each GPU with a small matmul, the CPU, versions. Exit 1 when something expected fails.
-    Check(commands::check::CheckArgs),
-    /// Start JupyterLab in the environment with a generated token, on 127.0.0.1, and print
-    /// its URL once it answers.
-    Jupyter(commands::jupyter::JupyterArgs),
-    /// From a spec to a running, checked environment in one command: host check, resolve,
-    /// lock, build, Jupyter (when enabled), check, and how to connect.
+    /// Spec to running, checked environment in one command.
+    ///
+    /// Host check, resolve, lock, build, Jupyter (when the spec enables it), check, and how
+    /// to connect.
     Up(commands::up::UpArgs),
-    /// Commit a container as an image, refusing (unless --force) when its changes include
-    /// host NVIDIA driver files or likely secrets.
-    Commit(commands::commit::CommitArgs),
+    /// Write a dlenv.toml spec.
+    ///
+    /// A flag for every field, prompts on a terminal, defaults the resolver accepts on this
+    /// host. Refuses to overwrite without --force.
+    Init(Box<commands::init::InitArgs>),
+    /// Resolve the spec and write dlenv.lock.
+    ///
+    /// Written atomically. With --locked, only check that the lock is up to date: exit 3
+    /// naming why when it is stale or missing.
+    Lock(commands::lock::LockArgs),
+    /// Print the environment's Dockerfile.
+    ///
+    /// From dlenv.lock when it is fresh, else resolved in memory. It builds without dlenv:
+    /// `dlenv dockerfile > Dockerfile`.
+    Dockerfile(commands::dockerfile::DockerfileArgs),
+    /// Build the environment's image.
+    ///
+    /// Resolves and locks first when needed, builds through the engine's BuildKit, and
+    /// records the installed packages in dlenv.lock.
+    Build(commands::build::BuildArgs),
+    /// Run a command in the environment (or --image).
+    ///
+    /// With GPUs, shared memory, your uid and the project at /workspace; its exit code
+    /// becomes dlenv's. The container is removed afterwards unless `-d`.
+    Run(commands::run::RunArgs),
+    /// An interactive shell in a new container.
+    ///
+    /// bash when the image has it, else sh (or CMD after `--`), with `dlenv run`'s
+    /// defaults; its exit code becomes dlenv's and the container is removed afterwards.
+    /// Without a terminal, stdin is streamed through.
+    Shell(commands::shell::ShellArgs),
+    /// Run a command in a running dlenv container.
+    ///
+    /// Its exit code becomes dlenv's. -i forwards stdin, -t allocates a terminal.
+    Exec(commands::shell::ExecArgs),
+    /// Start JupyterLab safely: a token, 127.0.0.1, your uid.
+    ///
+    /// Prints its URL once it answers.
+    Jupyter(commands::jupyter::JupyterArgs),
+    /// What the framework sees inside the environment.
+    ///
+    /// Import, CUDA, each GPU with a small matmul, the CPU, versions. Exit 1 when
+    /// something expected fails.
+    Check(commands::check::CheckArgs),
     /// List dlenv's containers.
     Ps,
     /// Stop dlenv containers.
@@ -103,15 +104,38 @@ pub enum Command {
     Rm(commands::run::TargetArgs),
     /// Show a dlenv container's log.
     Logs(commands::run::LogsArgs),
-    /// Write a dlenv.toml spec: a flag for every field, prompts on a terminal, defaults the
-    /// resolver accepts on this host. Refuses to overwrite without --force.
-    Init(Box<commands::init::InitArgs>),
-    /// Resolve the spec and write dlenv.lock (atomically). With --locked, only check that
-    /// the lock is up to date: exit 3 naming why when it is stale or missing.
-    Lock(commands::lock::LockArgs),
-    /// Print the Dockerfile for the spec (from dlenv.lock when it is fresh, else resolved
-    /// in memory). It builds without dlenv: `dlenv dockerfile > Dockerfile`.
-    Dockerfile(commands::dockerfile::DockerfileArgs),
+    /// Commit a container as an image, safely.
+    ///
+    /// Refuses (unless --force) when the container's changes include host NVIDIA driver
+    /// files or likely secrets.
+    Commit(commands::commit::CommitArgs),
+    /// Pick a stack that runs on this host, or explain why none does.
+    ///
+    /// Framework build, Python, CUDA, cuDNN and base image, for this host's driver and GPUs
+    /// (or the ones given). Exit 0 with a stack, 3 when none exists, 2 on malformed input.
+    Resolve(commands::resolve::ResolveArgs),
+    /// Which framework builds run on this host, and why the others don't.
+    Matrix(commands::resolve::MatrixArgs),
+    /// The compatibility database: which one is in use, and updating it.
+    #[command(subcommand)]
+    Compat(commands::compat::CompatCommand),
+    /// Check this host for GPU containers.
+    ///
+    /// OS, NVIDIA driver and GPUs, engine, NVIDIA Container Toolkit, CDI: pass / warn / fail
+    /// with the command that fixes each failure. Exit 0 when nothing fails (warnings
+    /// allowed), 1 otherwise.
+    Doctor(commands::doctor::DoctorArgs),
+    /// Install what GPU containers need, skipping what is done.
+    ///
+    /// Docker Engine or Podman, the docker group, the NVIDIA Container Toolkit, an optional
+    /// registry mirror.
+    Setup(commands::setup::SetupArgs),
+    /// The container engine dlenv talks to.
+    #[command(subcommand)]
+    Engine(commands::engine::EngineCommand),
+    /// Base images built locally, with no registry.
+    #[command(subcommand)]
+    Base(commands::base::BaseCommand),
 }
 
 /// Global settings every command receives.
