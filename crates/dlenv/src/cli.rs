@@ -109,6 +109,21 @@ pub enum Command {
     /// Refuses (unless --force) when the container's changes include host NVIDIA driver
     /// files or likely secrets.
     Commit(commands::commit::CommitArgs),
+    /// Write an environment or image to one file for another host.
+    ///
+    /// --recipe (spec, lock, Dockerfile: kilobytes), --full (every layer) or --delta (the
+    /// layers above a public base). Layers are compressed with multithreaded zstd and every
+    /// member carries a sha256. --format docker-archive writes what `docker load` takes.
+    Export(commands::share::ExportArgs),
+    /// Load a bundle (or a `docker save` archive) on this host.
+    ///
+    /// Verifies every digest before the engine sees a byte, re-checks the image's CUDA
+    /// requirement against this host's driver, and restores a recipe's files.
+    Import(commands::share::ImportArgs),
+    /// List the images dlenv made.
+    Images,
+    /// Remove images dlenv made.
+    Rmi(commands::share::RmiArgs),
     /// Pick a stack that runs on this host, or explain why none does.
     ///
     /// Framework build, Python, CUDA, cuDNN and base image, for this host's driver and GPUs
@@ -218,6 +233,10 @@ async fn run(command: Command, g: &Globals) -> Result<Exit, CliError> {
         Command::Jupyter(a) => commands::jupyter::run(a, g).await,
         Command::Up(a) => commands::up::run(a, g).await,
         Command::Commit(a) => commands::commit::run(a, g).await,
+        Command::Export(a) => commands::share::export(a, g).await,
+        Command::Import(a) => commands::share::import(a, g).await,
+        Command::Images => commands::share::images(g).await,
+        Command::Rmi(a) => commands::share::rmi(a, g).await,
         Command::Ps => commands::run::ps(g).await,
         Command::Stop(a) => commands::run::stop(a, g).await,
         Command::Rm(a) => commands::run::rm(a, g).await,

@@ -14,6 +14,7 @@ pub mod lock;
 pub mod resolve;
 pub mod run;
 pub mod setup;
+pub mod share;
 pub mod shell;
 pub mod up;
 
