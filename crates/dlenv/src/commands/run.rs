@@ -444,29 +444,37 @@ async fn gpu_mode(engine: &Engine) -> Result<GpuMode, CliError> {
     })
 }
 
-/// Refuse, before creating anything, an image whose `NVIDIA_REQUIRE_CUDA` this host's
-/// driver cannot meet (instead of failing deep inside CUDA).
-async fn preflight(
-    engine: &Engine,
-    g: &Globals,
-    image: &str,
-    gpus: &GpuRequest,
-) -> Result<(), CliError> {
-    if !gpus.any() {
-        return Ok(());
-    }
-    let labels_env = engine.image_env(image).await?;
-    let Some(require) = labels_env
+/// How an image's `NVIDIA_REQUIRE_CUDA` compares with this host.
+pub enum Requirement {
+    /// The image states none (not a CUDA image).
+    None,
+    /// No NVIDIA driver here to compare with; the requirement's first condition.
+    NoDriver(String),
+    /// The driver meets it for every GPU.
+    Met,
+    /// It does not: the error says why and what to do.
+    NotMet(CliError),
+}
+
+/// Evaluate the `NVIDIA_REQUIRE_CUDA` in an image's `env` against this host's driver and
+/// GPUs (their brands select the image's driver-branch exceptions). Shared by `run`'s
+/// pre-flight and `import`'s re-check.
+pub fn cuda_requirement(g: &Globals, image: &str, env: &[String]) -> Result<Requirement, CliError> {
+    let Some(require) = env
         .iter()
         .find_map(|e| e.strip_prefix("NVIDIA_REQUIRE_CUDA="))
         .filter(|r| !r.trim().is_empty())
     else {
-        return Ok(());
+        return Ok(Requirement::None);
     };
+    let floor = require
+        .split_whitespace()
+        .next()
+        .unwrap_or(require)
+        .to_string();
     let nv = dlenv_probe::facts::read_nvidia(&dlenv_probe::LiveHost::default());
     let Some(driver) = nv.driver_version.as_deref().and_then(|d| d.parse().ok()) else {
-        // No driver to check against: the engine will say what it thinks.
-        return Ok(());
+        return Ok(Requirement::NoDriver(floor));
     };
     let db = crate::commands::compat::load_db(g)?.db;
     let driver_cuda = db.driver_cuda(&driver);
@@ -486,23 +494,42 @@ async fn preflight(
         if let dlenv_compat::rules::RequireOutcome::Fail { .. } =
             dlenv_compat::rules::eval_require(require, &ctx)
         {
-            let floor = require.split_whitespace().next().unwrap_or(require);
-            return Err(CliError::unsatisfiable(format!(
-                "{image} requires {floor} (NVIDIA_REQUIRE_CUDA), and this host's driver {driver} \
-                 {}does not meet it{}",
-                driver_cuda
-                    .as_ref()
-                    .map(|c| format!("(CUDA {c}) "))
-                    .unwrap_or_default(),
-                gpu.map(|g| format!(" for {}", g.name)).unwrap_or_default()
-            ))
-            .with_hint(
-                "upgrade the NVIDIA driver, or pick an image for an older CUDA \
-                 (`dlenv resolve --framework none` names one that fits)",
+            return Ok(Requirement::NotMet(
+                CliError::unsatisfiable(format!(
+                    "{image} requires {floor} (NVIDIA_REQUIRE_CUDA), and this host's driver \
+                     {driver} {}does not meet it{}",
+                    driver_cuda
+                        .as_ref()
+                        .map(|c| format!("(CUDA {c}) "))
+                        .unwrap_or_default(),
+                    gpu.map(|g| format!(" for {}", g.name)).unwrap_or_default()
+                ))
+                .with_hint(
+                    "upgrade the NVIDIA driver, or use an image for an older CUDA \
+                     (`dlenv resolve --framework none` names one that fits)",
+                ),
             ));
         }
     }
-    Ok(())
+    Ok(Requirement::Met)
+}
+
+/// Refuse, before creating anything, an image whose `NVIDIA_REQUIRE_CUDA` this host's
+/// driver cannot meet (instead of failing deep inside CUDA). Without a driver the engine
+/// gets to answer (and its answer is translated).
+async fn preflight(
+    engine: &Engine,
+    g: &Globals,
+    image: &str,
+    gpus: &GpuRequest,
+) -> Result<(), CliError> {
+    if !gpus.any() {
+        return Ok(());
+    }
+    match cuda_requirement(g, image, &engine.image_env(image).await?)? {
+        Requirement::NotMet(e) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Create and start a container from `planned`, translating GPU errors and never leaving

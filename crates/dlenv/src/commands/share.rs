@@ -21,6 +21,7 @@ use dlenv_engine::Engine;
 
 use crate::cli::Globals;
 use crate::commands::engine::human_bytes;
+use crate::commands::run::Requirement;
 use crate::ui::{CliError, Exit};
 
 /// What goes into a bundle.
@@ -472,51 +473,6 @@ fn bundle_error(e: dlenv_bundle::BundleError) -> CliError {
     c
 }
 
-/// Check the image's `NVIDIA_REQUIRE_CUDA` against this host: `Err` when the driver does not
-/// meet it, a note when there is no NVIDIA driver at all.
-fn host_check(g: &Globals, env: &[String]) -> Result<Option<String>, CliError> {
-    let Some(require) = env
-        .iter()
-        .find_map(|e| e.strip_prefix("NVIDIA_REQUIRE_CUDA="))
-        .filter(|r| !r.trim().is_empty())
-    else {
-        return Ok(None);
-    };
-    let nv = dlenv_probe::facts::read_nvidia(&dlenv_probe::LiveHost::default());
-    let Some(driver) = nv.driver_version.as_deref().and_then(|d| d.parse().ok()) else {
-        return Ok(Some(format!(
-            "this host has no NVIDIA driver: the image ({}) will run without GPUs only",
-            require.split_whitespace().next().unwrap_or(require)
-        )));
-    };
-    let db = crate::commands::compat::load_db(g)?.db;
-    let dc = db.driver_cuda(&driver);
-    for gpu in nv
-        .gpus
-        .iter()
-        .map(Some)
-        .chain(nv.gpus.is_empty().then_some(None))
-    {
-        let product = gpu.and_then(|gp| dlenv_compat::lookup_gpu(&db, &gp.name).ok());
-        let ctx = dlenv_compat::rules::RequireCtx {
-            driver: &driver,
-            driver_cuda: dc.as_ref(),
-            brand: product.map(|p| p.brand.as_str()),
-            cc: product.map(|p| p.cc),
-        };
-        if let dlenv_compat::rules::RequireOutcome::Fail { .. } =
-            dlenv_compat::rules::eval_require(require, &ctx)
-        {
-            return Err(CliError::unsatisfiable(format!(
-                "this host's driver {driver} does not meet the image's requirement {}",
-                require.split_whitespace().next().unwrap_or(require)
-            ))
-            .with_hint("upgrade the NVIDIA driver, re-build from the recipe for this host (`dlenv export --recipe` on the source), or load anyway with --force"));
-        }
-    }
-    Ok(None)
-}
-
 #[derive(Serialize)]
 struct Imported {
     file: PathBuf,
@@ -585,11 +541,25 @@ pub async fn import(a: ImportArgs, g: &Globals) -> Result<Exit, CliError> {
     let engine = super::connect(g).await?;
     if let Some(m) = &manifest {
         let env = bundle_config_env(&path)?;
-        match host_check(g, &env) {
-            Ok(Some(note)) => p.warn(note),
-            Ok(None) => {}
-            Err(e) if a.force => p.warn(format!("{} (loading anyway: --force)", e.message)),
-            Err(e) => return Err(e),
+        let image = m
+            .image
+            .as_ref()
+            .map(|i| i.reference.clone())
+            .unwrap_or_default();
+        match crate::commands::run::cuda_requirement(g, &image, &env)? {
+            Requirement::NoDriver(floor) => p.warn(format!(
+                "this host has no NVIDIA driver: {image} ({floor}) will run without GPUs only"
+            )),
+            Requirement::NotMet(e) if a.force => {
+                p.warn(format!("{} (loading anyway: --force)", e.message))
+            }
+            Requirement::NotMet(e) => {
+                return Err(e.with_hint(
+                    "upgrade the NVIDIA driver, re-build from the recipe on this host \
+                     (`dlenv export --recipe` on the source), or load anyway with --force",
+                ));
+            }
+            Requirement::None | Requirement::Met => {}
         }
         ensure_base(&engine, m).await?;
     }
