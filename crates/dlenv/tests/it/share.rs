@@ -340,3 +340,43 @@ fn interrupted_export_leaves_no_file() {
     assert_eq!(status.code(), Some(130));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// Disk full while exporting: a clear error, exit 1, and nothing left on the full disk.
+#[test]
+fn export_to_a_full_disk_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let o = run(std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mnt));
+    if !o.status.success() {
+        eprintln!(
+            "SKIPPED: export_to_a_full_disk_fails_cleanly: cannot mount a tmpfs: {}",
+            stderr(&o)
+        );
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(mnt.clone());
+    let o = run(dlenv()
+        .args(["export", busybox_image(), "--full", "-o"])
+        .arg(mnt.join("b.dlenv")));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("No space left on device"),
+        "{}",
+        stderr(&o)
+    );
+    let left: Vec<_> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left on the full disk: {left:?}");
+}
