@@ -135,13 +135,12 @@ fn recipe_files(g: &Globals, dir: &Path) -> Result<Vec<(String, Vec<u8>)>, CliEr
         }
     }
     let db = crate::commands::compat::load_db(g)?.db;
-    let cwd = std::env::current_dir().ok();
-    let _ = std::env::set_current_dir(dir);
-    let sf = crate::commands::lock::load_spec(None, &db);
-    if let Some(c) = cwd {
-        let _ = std::env::set_current_dir(c);
-    }
-    let sf = sf?;
+    let spec_path = ["dlenv.toml", "pyproject.toml"]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
+        .ok_or_else(|| CliError::failure(format!("no dlenv.toml in {}", dir.display())))?;
+    let sf = crate::commands::lock::load_spec(Some(&spec_path), &db)?;
     for f in sf.spec.input_files() {
         let data =
             std::fs::read(dir.join(&f)).map_err(|e| CliError::failure(format!("read {f}: {e}")))?;
@@ -264,7 +263,7 @@ pub async fn export(a: ExportArgs, g: &Globals) -> Result<Exit, CliError> {
         .labels
         .get("dlenv.commit.parent")
         .cloned()
-        .or_else(|| base_from_lock(g, spec_dir.as_deref()));
+        .or_else(|| base_from_lock(spec_dir.as_deref()));
     let base = match &base_ref {
         Some(b) => engine.image_details(b).await.ok(),
         None => None,
@@ -406,8 +405,7 @@ pub async fn export(a: ExportArgs, g: &Globals) -> Result<Exit, CliError> {
     )
 }
 
-fn base_from_lock(g: &Globals, dir: Option<&Path>) -> Option<String> {
-    let _ = g;
+fn base_from_lock(dir: Option<&Path>) -> Option<String> {
     let text = std::fs::read_to_string(dir?.join("dlenv.lock")).ok()?;
     let lock = dlenv_spec::Lock::from_toml("dlenv.lock", &text).ok()?;
     Some(lock.base.image)

@@ -380,3 +380,42 @@ fn export_to_a_full_disk_fails_cleanly() {
         .collect();
     assert!(left.is_empty(), "left on the full disk: {left:?}");
 }
+
+/// A recipe bundle carries spec, lock and Dockerfile, and restores them elsewhere.
+#[test]
+fn recipe_bundles_restore_the_spec_and_lock() {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(
+        src.path().join("dlenv.toml"),
+        "[env]\nname = \"recipe\"\nframework = \"none\"\nbase = \"dlenv/base:debian-bookworm\"\npip = [\"-r requirements.txt\"]\n",
+    )
+    .unwrap();
+    std::fs::write(src.path().join("requirements.txt"), "six==1.16.0\n").unwrap();
+    assert!(dlenv_in(src.path(), &["lock"]).status.success());
+    let out = tempfile::tempdir().unwrap();
+    let bundle = out.path().join("r.dlenv");
+    let o = run(dlenv()
+        .args(["export", "--recipe", "-o"])
+        .arg(&bundle)
+        .current_dir(src.path()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let to = out.path().join("restored");
+    let o = run(dlenv().arg("import").arg(&bundle).arg("--to").arg(&to));
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["dlenv.toml", "dlenv.lock", "requirements.txt", "Dockerfile"] {
+        assert_eq!(
+            std::fs::read(to.join(f)).ok().map(|_| ()),
+            Some(()),
+            "{f} not restored"
+        );
+    }
+    assert_eq!(
+        std::fs::read(to.join("dlenv.toml")).unwrap(),
+        std::fs::read(src.path().join("dlenv.toml")).unwrap()
+    );
+    // The restored lock is fresh for the restored spec.
+    assert!(dlenv_in(&to, &["lock", "--locked"]).status.success());
+    // A non-empty target is refused.
+    let o = run(dlenv().arg("import").arg(&bundle).arg("--to").arg(&to));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
