@@ -289,6 +289,15 @@ impl Engine {
             .header(http::header::CONTENT_TYPE, "application/x-tar")
             .body(Full::new(body))
             .map_err(|e| e.to_string())?;
+        self.raw_send(req).await
+    }
+
+    /// Send a request over a fresh connection to the engine and return the streaming
+    /// response (unix or tcp). Used where bollard drops fields dlenv needs.
+    pub(crate) async fn raw_send(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, String> {
         macro_rules! send {
             ($stream:expr) => {{
                 let io = hyper_util::rt::TokioIo::new($stream);
@@ -320,7 +329,7 @@ impl Engine {
     }
 }
 
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

@@ -78,6 +78,18 @@ pub enum EngineError {
     /// An image build failed.
     #[error("build failed{}: {}", .0.step.as_ref().map(|s| format!(" at step {s}")).unwrap_or_default(), .0.message)]
     Build(Box<crate::BuildFailure>),
+    /// A registry transfer (push or pull) failed; `message` is what the engine said.
+    #[error("{what}: {message}")]
+    Registry {
+        /// The operation (`push 127.0.0.1:5000/x:1`).
+        what: String,
+        /// The registry's or engine's message.
+        message: String,
+        /// The registry host the operation talked to.
+        registry: String,
+        /// Whether dlenv sent credentials.
+        sent_credentials: bool,
+    },
     /// Something outside the engine failed (I/O on a local stream).
     #[error("{what}: {message}")]
     Local {
@@ -129,9 +141,57 @@ impl EngineError {
                  or unset DOCKER_CONTEXT"
                     .into(),
             ),
+            Self::Registry {
+                message,
+                registry,
+                sent_credentials,
+                ..
+            } => registry_hint(message, registry, *sent_credentials),
             _ => None,
         }
     }
+}
+
+fn registry_hint(message: &str, registry: &str, sent_credentials: bool) -> Option<String> {
+    let m = message.to_ascii_lowercase();
+    let auth = [
+        "unauthorized",
+        "authentication required",
+        "no basic auth",
+        "denied",
+    ]
+    .iter()
+    .any(|k| m.contains(k));
+    if auth && sent_credentials {
+        return Some(format!(
+            "the registry refused the credentials dlenv found for {registry} in the docker \
+             config: log in again with `docker login {registry}`"
+        ));
+    }
+    if auth {
+        return Some(format!(
+            "the registry wants credentials and none were found for {registry}: run \
+             `docker login {registry}` (dlenv reads ~/.docker/config.json, DOCKER_CONFIG and \
+             credential helpers)"
+        ));
+    }
+    if m.contains("http response to https client") || m.contains("server gave http response") {
+        return Some(format!(
+            "{registry} speaks plain HTTP: the engine only allows that for registries listed \
+             in `insecure-registries` in /etc/docker/daemon.json (loopback addresses are allowed \
+             by default)"
+        ));
+    }
+    if m.contains("connection refused") || m.contains("no such host") || m.contains("i/o timeout") {
+        return Some(format!(
+            "the engine could not reach {registry}: check the address, that the registry is \
+             running, and the engine's proxy settings (`dlenv engine info`)"
+        ));
+    }
+    if m.contains("not found") || m.contains("manifest unknown") {
+        return Some("check the name and tag (the registry has no such image)".into());
+    }
+    None
 }
 
 fn unreachable_hint(attempts: &[Attempt]) -> String {

@@ -5,6 +5,7 @@
 //! command line: it takes plain values and returns typed errors ([`EngineError`]) whose
 //! [`EngineError::hint`] says what the user can do.
 
+pub mod auth;
 mod build;
 mod containers;
 mod endpoint;
@@ -12,6 +13,7 @@ mod error;
 mod exec;
 mod images;
 mod info;
+mod registry;
 mod share;
 
 use std::time::Duration;
@@ -19,6 +21,7 @@ use std::time::Duration;
 use bollard::Docker;
 use serde::Serialize;
 
+pub use auth::{AuthError, RegistryAuth};
 pub use build::{BuildEvent, BuildFailure, BuildOutcome, BuildSpec};
 pub use containers::{
     ContainerLine, ContainerSpec, GpuMode, GpuRequest, MountSpec, PortSpec, create_body,
@@ -28,6 +31,7 @@ pub use error::{Attempt, AttemptFailure, EngineError};
 pub use exec::{Attached, ExecSpec, OutputChunk, OutputStream};
 pub use images::{ImageSummaryLine, ImportProgress};
 pub use info::EngineReport;
+pub use registry::{LayerOutcome, TransferEvent, TransferOutcome};
 pub use share::{Change, ChangeKind, ImageDetails};
 
 /// Label put on every container and image dlenv creates, so it can find (and clean up)

@@ -64,4 +64,4 @@ pub use checks::{Check, Report, Status, report, run_checks};
 pub use engine::{EngineFacts, EngineFailure};
 pub use facts::{HostFacts, probe};
 pub use setup::{Plan, SetupOptions, plan, render_plan};
-pub use source::{FixtureHost, HostSource, LiveHost};
+pub use source::{FixtureHost, HostSource, LiveHost, RecordingHost};

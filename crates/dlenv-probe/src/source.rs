@@ -394,3 +394,220 @@ impl HostSource for FixtureHost {
         }
     }
 }
+
+/// What one [`RecordingHost`] call saw, kept until [`RecordingHost::save`].
+#[derive(Debug, Default)]
+struct Recorded {
+    files: BTreeMap<String, String>,
+    dirs: BTreeMap<String, Vec<(String, bool)>>,
+    stats: BTreeMap<String, FileStat>,
+    commands: BTreeMap<String, CmdOutput>,
+    env: BTreeMap<String, String>,
+    nvml: Option<Result<NvmlData, NvmlFailure>>,
+    arch: Option<String>,
+}
+
+/// A [`HostSource`] that answers from another one (normally [`LiveHost`]) and remembers
+/// every answer, so that [`RecordingHost::save`] can write them as a [`FixtureHost`]
+/// directory. `dlenv doctor --record DIR` uses it: the directory is exactly what the probe
+/// read, replayable in tests and attachable to a bug report.
+#[derive(Debug)]
+pub struct RecordingHost<H> {
+    inner: H,
+    seen: std::cell::RefCell<Recorded>,
+}
+
+impl<H: HostSource> RecordingHost<H> {
+    /// Record everything `inner` answers.
+    pub fn new(inner: H) -> Self {
+        Self {
+            inner,
+            seen: Default::default(),
+        }
+    }
+
+    /// Write what was recorded as a [`FixtureHost`] directory at `dir` (created; it must
+    /// not exist yet, so that nothing is mixed into an older recording). Entries of listed
+    /// directories that were never read become empty files (or empty directories).
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        std::fs::create_dir(dir)?;
+        let seen = self.seen.borrow();
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root)?;
+        let under_root = |p: &str| root.join(p.trim_start_matches('/'));
+        for (path, names) in &seen.dirs {
+            let d = under_root(path);
+            std::fs::create_dir_all(&d)?;
+            for (name, is_dir) in names {
+                let p = d.join(name);
+                if *is_dir {
+                    std::fs::create_dir_all(&p)?;
+                } else if !p.exists() {
+                    std::fs::File::create(&p)?;
+                }
+            }
+        }
+        for (path, text) in &seen.files {
+            let p = under_root(path);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            if p.is_dir() {
+                continue;
+            }
+            std::fs::write(&p, text)?;
+        }
+        let commands = dir.join("commands");
+        std::fs::create_dir_all(&commands)?;
+        for (name, out) in &seen.commands {
+            let base = commands.join(name);
+            std::fs::write(&base, &out.stdout)?;
+            if !out.stderr.is_empty() {
+                std::fs::write(format!("{}.stderr", base.display()), &out.stderr)?;
+            }
+            if out.status != 0 {
+                std::fs::write(format!("{}.status", base.display()), out.status.to_string())?;
+            }
+        }
+        let mut env = std::fs::File::create(dir.join("env"))?;
+        for (k, v) in &seen.env {
+            if !v.contains('\n') {
+                writeln!(env, "{k}={v}")?;
+            }
+        }
+        let mut stat = std::fs::File::create(dir.join("stat"))?;
+        for (path, s) in &seen.stats {
+            let socket = if s.socket { " socket" } else { "" };
+            writeln!(stat, "{path} {} {} {:o}{socket}", s.uid, s.gid, s.mode)?;
+        }
+        match &seen.nvml {
+            Some(Ok(data)) => std::fs::write(
+                dir.join("nvml.json"),
+                serde_json::to_string_pretty(data).map_err(std::io::Error::other)?,
+            )?,
+            Some(Err(NvmlFailure::LibraryNotFound)) | None => {}
+            Some(Err(e)) => std::fs::write(
+                dir.join("nvml.json"),
+                serde_json::json!({ "error": e }).to_string(),
+            )?,
+        }
+        if let Some(a) = &seen.arch {
+            std::fs::write(dir.join("arch"), format!("{a}\n"))?;
+        }
+        Ok(())
+    }
+}
+
+impl<H: HostSource> HostSource for RecordingHost<H> {
+    fn read(&self, path: &str) -> Option<String> {
+        let r = self.inner.read(path);
+        if let Some(text) = &r {
+            self.seen
+                .borrow_mut()
+                .files
+                .insert(path.to_string(), text.clone());
+        }
+        r
+    }
+
+    fn list_dir(&self, path: &str) -> Option<Vec<String>> {
+        let r = self.inner.list_dir(path);
+        if let Some(names) = &r {
+            let entries = names
+                .iter()
+                .map(|n| {
+                    let full = format!("{}/{n}", path.trim_end_matches('/'));
+                    (n.clone(), self.inner.list_dir(&full).is_some())
+                })
+                .collect();
+            self.seen
+                .borrow_mut()
+                .dirs
+                .insert(path.to_string(), entries);
+        }
+        r
+    }
+
+    fn stat(&self, path: &str) -> Option<FileStat> {
+        let r = self.inner.stat(path);
+        if let Some(s) = r {
+            self.seen.borrow_mut().stats.insert(path.to_string(), s);
+        }
+        r
+    }
+
+    fn run(&self, prog: &str, args: &[&str]) -> Option<CmdOutput> {
+        let r = self.inner.run(prog, args);
+        if let Some(out) = &r {
+            self.seen
+                .borrow_mut()
+                .commands
+                .insert(FixtureHost::command_file_name(prog, args), out.clone());
+        }
+        r
+    }
+
+    fn env(&self, key: &str) -> Option<String> {
+        let r = self.inner.env(key);
+        if let Some(v) = &r {
+            self.seen
+                .borrow_mut()
+                .env
+                .insert(key.to_string(), v.clone());
+        }
+        r
+    }
+
+    fn arch(&self) -> String {
+        let a = self.inner.arch();
+        self.seen.borrow_mut().arch = Some(a.clone());
+        a
+    }
+
+    fn nvml(&self) -> Result<NvmlData, NvmlFailure> {
+        let r = self.inner.nvml();
+        self.seen.borrow_mut().nvml = Some(r.clone());
+        r
+    }
+}
+
+#[cfg(test)]
+mod recording_tests {
+    use super::*;
+
+    /// Recording a fixture host and replaying the recording gives the same facts.
+    #[test]
+    fn a_recording_replays_to_the_same_facts() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hosts");
+        for host in [
+            "healthy-gpu",
+            "wsl2",
+            "socket-permission-denied",
+            "no-driver",
+        ] {
+            let rec = RecordingHost::new(FixtureHost::new(src.join(host)));
+            let engine = crate::EngineFacts::default();
+            let original = crate::probe(&rec, engine.clone());
+            let out =
+                std::env::temp_dir().join(format!("dlenv-record-{}-{host}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&out);
+            rec.save(&out).unwrap();
+            let replayed = crate::probe(&FixtureHost::new(&out), engine);
+            std::fs::remove_dir_all(&out).unwrap();
+            assert_eq!(
+                serde_json::to_value(&original).unwrap(),
+                serde_json::to_value(&replayed).unwrap(),
+                "{host}"
+            );
+        }
+    }
+
+    #[test]
+    fn save_refuses_an_existing_directory() {
+        let rec = RecordingHost::new(LiveHost::default());
+        let _ = rec.arch();
+        let err = rec.save(&std::env::temp_dir()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+    }
+}

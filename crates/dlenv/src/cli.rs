@@ -120,6 +120,13 @@ pub enum Command {
     /// Verifies every digest before the engine sees a byte, re-checks the image's CUDA
     /// requirement against this host's driver, and restores a recipe's files.
     Import(commands::share::ImportArgs),
+    /// Push an environment or image to a registry.
+    ///
+    /// Credentials come from the docker config (`docker login`, credential helpers);
+    /// progress is shown per layer.
+    Push(commands::registry::PushArgs),
+    /// Pull an image from a registry and re-check it against this host's driver.
+    Pull(commands::registry::PullArgs),
     /// List the images dlenv made.
     Images,
     /// Remove images dlenv made.
@@ -235,6 +242,8 @@ async fn run(command: Command, g: &Globals) -> Result<Exit, CliError> {
         Command::Commit(a) => commands::commit::run(a, g).await,
         Command::Export(a) => commands::share::export(a, g).await,
         Command::Import(a) => commands::share::import(a, g).await,
+        Command::Push(a) => commands::registry::push(a, g).await,
+        Command::Pull(a) => commands::registry::pull(a, g).await,
         Command::Images => commands::share::images(g).await,
         Command::Rmi(a) => commands::share::rmi(a, g).await,
         Command::Ps => commands::run::ps(g).await,

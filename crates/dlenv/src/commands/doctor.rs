@@ -19,7 +19,7 @@ use clap::Args;
 use futures_util::StreamExt;
 
 use dlenv_engine::{AttemptFailure, Discovery, Engine, EngineError, EngineReport, MANAGED_LABEL};
-use dlenv_probe::{Check, EngineFacts, EngineFailure, LiveHost, Report, Status};
+use dlenv_probe::{Check, EngineFacts, EngineFailure, LiveHost, RecordingHost, Report, Status};
 
 use crate::cli::Globals;
 use crate::ui::{CliError, Exit};
@@ -31,6 +31,11 @@ pub struct DoctorArgs {
     /// from a local image (never pulled) and report what the engine answered.
     #[arg(long)]
     pub smoke: bool,
+    /// Also write everything the probe read (files, command outputs, environment
+    /// variables it asked for, NVML's answer, engine facts) to this new directory, in the
+    /// layout of the test fixtures. Attach it to a bug report after reading it through.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// Engine facts from a report.
@@ -118,7 +123,35 @@ pub async fn engine_facts(g: &Globals) -> (Option<Engine>, EngineFacts) {
 /// Run `doctor`.
 pub async fn run(args: DoctorArgs, g: &Globals) -> Result<Exit, CliError> {
     let (engine, ef) = engine_facts(g).await;
-    let facts = dlenv_probe::probe(&LiveHost::default(), ef);
+    if let Some(dir) = &args.record
+        && dir.exists()
+    {
+        return Err(CliError::usage(format!(
+            "--record {}: already exists; give a new directory",
+            dir.display()
+        )));
+    }
+    let facts = match &args.record {
+        None => dlenv_probe::probe(&LiveHost::default(), ef),
+        Some(dir) => {
+            let rec = RecordingHost::new(LiveHost::default());
+            let facts = dlenv_probe::probe(&rec, ef.clone());
+            let saved = rec.save(dir).and_then(|()| {
+                let json = serde_json::to_string_pretty(&ef).map_err(std::io::Error::other)?;
+                std::fs::write(dir.join("engine.json"), json + "\n")
+            });
+            if let Err(e) = saved {
+                let _ = std::fs::remove_dir_all(dir);
+                return Err(CliError::failure(format!(
+                    "could not write the recording to {}: {e}",
+                    dir.display()
+                )));
+            }
+            g.printer
+                .info(format!("recorded what the probe read in {}", dir.display()));
+            facts
+        }
+    };
     let mut report = dlenv_probe::report(facts);
     if args.smoke {
         let c = match &engine {

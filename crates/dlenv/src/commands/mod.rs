@@ -11,6 +11,7 @@ pub mod engine;
 pub mod init;
 pub mod jupyter;
 pub mod lock;
+pub mod registry;
 pub mod resolve;
 pub mod run;
 pub mod setup;

@@ -106,7 +106,7 @@ fn threads() -> u32 {
 }
 
 /// The image and (when known) the spec directory for `what`.
-async fn resolve_what(
+pub(crate) async fn resolve_what(
     g: &Globals,
     what: Option<&str>,
 ) -> Result<(String, Option<PathBuf>), CliError> {

@@ -1,6 +1,7 @@
 //! dlenv's one integration-test binary. Tests run the real `dlenv` binary against the
 //! real container engine (never a mock); `.ci/run` starts one. Images come from local
-//! root filesystems (busybox-static, debootstrap): no registry is needed.
+//! root filesystems (busybox-static, debootstrap); the registry tests start Debian's
+//! `docker-registry` on loopback.
 //!
 //! Modules, by command group:
 mod base;
@@ -9,6 +10,7 @@ mod cli;
 mod compat;
 mod doctor;
 mod engine;
+mod registry;
 mod run;
 mod share;
 mod shell;
