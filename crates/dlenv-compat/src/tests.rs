@@ -973,3 +973,109 @@ fn cog_builds_are_known() {
         assert_eq!(r.python, py, "{line}");
     }
 }
+
+/// The host facts `dlenv doctor` recorded on a real H200 (2026-11-30, fixture
+/// `dlenv-probe/tests/fixtures/hosts/h200-ubuntu-24.04`): NVML's driver, name and compute
+/// capability, the brand from the product table, as `dlenv resolve` builds them.
+fn h200_recorded(db: &CompatDb) -> HostFacts {
+    let name = "NVIDIA H200";
+    HostFacts {
+        driver: Some(v("580.159.04")),
+        gpus: vec![GpuFact {
+            name: Some(name.into()),
+            cc: cc("9.0"),
+            brand: lookup_gpu(db, name).ok().map(|p| p.brand),
+        }],
+        platform: Platform::LinuxX86_64,
+    }
+}
+
+#[test]
+fn real_h200_host_resolves_and_refuses_like_on_the_device() {
+    let db = db();
+    // gpus.toml knows the name NVML reports, with NVML's compute capability.
+    let p = lookup_gpu(&db, "NVIDIA H200").unwrap();
+    assert_eq!(
+        (p.name.as_str(), p.cc, p.brand),
+        ("H200", cc("9.0"), Brand::Tesla)
+    );
+    let h = h200_recorded(&db);
+    assert_eq!(h, host(&db, "580.159.04", &["NVIDIA H200"]));
+
+    // `dlenv resolve --framework pytorch` on the device: a CUDA stack with sm_90 kernels.
+    let res = resolve(&db, &req("pytorch"), &h).unwrap();
+    for s in std::iter::once(&res.stack).chain(&res.alternatives) {
+        assert_eq!(s.accelerator, Accelerator::Cuda, "{}", s.build);
+        assert!(
+            s.gpu_archs.iter().any(|a| a == "sm_90"),
+            "{}: {:?}",
+            s.build,
+            s.gpu_archs
+        );
+        assert!(
+            s.driver_floor
+                .as_ref()
+                .is_some_and(|f| *f <= v("580.159.04")),
+            "{}",
+            s.build
+        );
+        assert!(verify_stack(&db, s, &h).is_empty(), "{}", s.build);
+    }
+    // TensorFlow's newest builds have sm_90 only as PTX (compute_90), which this driver
+    // JITs; JAX's CUDA 13 build needs ≥ sm_75.
+    let tf = resolve(&db, &req("tensorflow"), &h).unwrap();
+    assert_eq!(tf.stack.accelerator, Accelerator::Cuda);
+    assert!(
+        tf.stack.gpu_archs.iter().any(|a| a == "compute_90"),
+        "{:?}",
+        tf.stack.gpu_archs
+    );
+    let jax = resolve(&db, &req("jax"), &h).unwrap();
+    assert!(jax.stack.build.ends_with("+cuda13"), "{}", jax.stack.build);
+
+    // `dlenv resolve --framework pytorch==1.13.1` printed (exit 3):
+    //   gpu-arch: torch 1.13.1+cu117 contains no kernel for NVIDIA H200 (sm_90) (it has
+    //   sm_37 sm_50 sm_60 sm_70 sm_75 sm_80 sm_86) (and 1 more build)
+    let c = resolve(&db, &req("pytorch==1.13.1"), &h).unwrap_err();
+    let rules: Vec<&str> = c.conflicts.iter().map(|x| x.rule).collect();
+    assert_eq!(rules, [rule::GPU_ARCH]);
+    let msg = &c.conflicts[0].message;
+    assert!(
+        msg.contains("torch 1.13.1+cu117 contains no kernel for NVIDIA H200 (sm_90)")
+            && msg.contains("(it has sm_37 sm_50 sm_60 sm_70 sm_75 sm_80 sm_86)"),
+        "{msg}"
+    );
+    assert!(
+        c.nearest
+            .iter()
+            .any(|s| s.change.starts_with("use torch 2.")),
+        "{:?}",
+        c.nearest
+    );
+    assert!(
+        c.nearest.iter().any(|s| s.change == "run CPU-only"),
+        "{:?}",
+        c.nearest
+    );
+}
+
+/// `torch.cuda.get_arch_list()` of the real torch 2.11.0+cu130 wheel, observed on an H200
+/// on 2026-11-30 (`scripts/gpu-capture.sh`, raw/torch.out):
+/// `2.11.0+cu130 13.0 True ['sm_75', 'sm_80', 'sm_86', 'sm_90', 'sm_100', 'sm_120']`.
+/// No `compute_XX`: the wheel carries no PTX, which the pytorch.toml row assumed without a
+/// source saying so ("unresolved; treated as no PTX").
+#[test]
+fn torch_2_11_cu130_arch_list_as_observed_on_a_real_h200() {
+    let db = db();
+    let observed = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"];
+    let row = db.torch_archs(&v("2.11.0"), "cu130").unwrap();
+    let mut listed: Vec<String> = row.sass.iter().map(|c| c.sm()).collect();
+    listed.extend(row.ptx.iter().map(|c| c.compute()));
+    assert_eq!(listed, observed);
+    // And what the resolver reports for that build on the H200.
+    let mut r = req("pytorch==2.11.0");
+    r.cuda = Some("cu130".parse().unwrap());
+    let res = resolve(&db, &r, &h200_recorded(&db)).unwrap();
+    assert_eq!(res.stack.build, "2.11.0+cu130");
+    assert_eq!(res.stack.gpu_archs, observed);
+}

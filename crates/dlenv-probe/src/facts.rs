@@ -401,7 +401,9 @@ fn xml_tag<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
     Some(text[start..end].trim())
 }
 
-/// Parse `nvidia-smi -q -x` (XML).
+/// Parse `nvidia-smi -q -x` (XML). The compute capability is read when a tag carries it;
+/// real outputs have none (driver 580.159.04's, DTD v13, has none), so it is usually
+/// `None` and the resolver takes it from the GPU's name in the compat database.
 pub fn parse_nvidia_smi_xml(text: &str) -> Option<NvmlData> {
     let driver_version = xml_tag(text, "driver_version")?.to_string();
     let cuda_version = xml_tag(text, "cuda_version").map(String::from);
@@ -443,24 +445,67 @@ pub fn parse_nvidia_smi_xml(text: &str) -> Option<NvmlData> {
     })
 }
 
-/// Parse `nvidia-smi --query-gpu=index,name,uuid,compute_cap,memory.total,driver_version
-/// --format=csv,noheader,nounits`.
+/// Parse `nvidia-smi --query-gpu=… --format=csv…`.
+///
+/// With a header line (`--format=csv` without `noheader`), columns are found by name, in
+/// any order, and values with units (`143771 MiB`) are read up to the unit; `index`,
+/// `name`, `uuid`, `driver_version`, `compute_cap`, `memory.total` and `mig.mode.current`
+/// are used, others ignored, and `driver_version` is required. Without a header
+/// (`--format=csv,noheader,nounits`) the columns must be
+/// `index,name,uuid,compute_cap,memory.total,driver_version`.
 pub fn parse_nvidia_smi_csv(text: &str) -> Option<NvmlData> {
+    let mut lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').map(str::trim).collect::<Vec<&str>>())
+        .peekable();
+    // A header names `driver_version`; a data row has the version itself there.
+    let header: Option<Vec<String>> = lines.next_if(|f| f.contains(&"driver_version")).map(|f| {
+        f.iter()
+            // `memory.total [MiB]` → `memory.total`.
+            .map(|c| c.split(" [").next().unwrap_or(c).to_string())
+            .collect()
+    });
+    let col = |name: &str, default: usize| match &header {
+        Some(h) => h.iter().position(|c| c == name),
+        None => Some(default),
+    };
+    let (index, name, uuid) = (col("index", 0), col("name", 1), col("uuid", 2));
+    let (cc, mem, driver_col) = (
+        col("compute_cap", 3),
+        col("memory.total", 4),
+        col("driver_version", 5)?,
+    );
+    let mig = header
+        .as_ref()
+        .and_then(|h| h.iter().position(|c| c == "mig.mode.current"));
+    let width = header.as_ref().map_or(6, Vec::len);
     let mut driver = None;
     let mut gpus = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        if f.len() < 6 {
+    for (i, f) in lines.enumerate() {
+        if f.len() < width {
             return None;
         }
-        driver = Some(f[5].to_string());
+        let get = |c: Option<usize>| {
+            c.and_then(|c| f.get(c).copied())
+                .filter(|v| !v.starts_with("[N/A]") && !v.starts_with("[Not Supported]"))
+        };
+        let number = |c: Option<usize>| get(c).and_then(|v| v.split_whitespace().next());
+        driver = Some(f[driver_col].to_string());
         gpus.push(GpuInfo {
-            index: f[0].parse().ok()?,
-            name: f[1].to_string(),
-            uuid: f[2].to_string(),
-            compute_capability: Some(f[3].to_string()).filter(|c| c != "[N/A]"),
-            memory_total_mib: f[4].parse().ok(),
-            mig_enabled: None,
+            index: match index {
+                Some(_) => number(index)?.parse().ok()?,
+                None => i as u32,
+            },
+            name: get(name).unwrap_or("").to_string(),
+            uuid: get(uuid).unwrap_or("").to_string(),
+            compute_capability: get(cc).map(String::from),
+            memory_total_mib: number(mem).and_then(|m| m.parse().ok()),
+            mig_enabled: get(mig).and_then(|m| match m {
+                "Enabled" => Some(true),
+                "Disabled" => Some(false),
+                _ => None,
+            }),
         });
     }
     Some(NvmlData {

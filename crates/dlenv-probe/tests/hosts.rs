@@ -1,5 +1,5 @@
-//! Recorded host situations (tests/fixtures/hosts, written by build_hosts.py) → the
-//! doctor's verdicts and fixes.
+//! Recorded host situations (tests/fixtures/hosts, written by build_hosts.py, and real hosts
+//! recorded with `dlenv doctor --record`) → the doctor's verdicts and fixes.
 
 use std::path::PathBuf;
 
@@ -453,4 +453,157 @@ fn json_schema_is_stable() {
     ] {
         assert!(v["facts"].get(k).is_some(), "facts.{k}");
     }
+}
+
+/// Every field of `recorded` has the same value in `replayed` (which may have more fields:
+/// the facts' JSON only ever gains fields).
+#[track_caller]
+fn assert_json_within(recorded: &serde_json::Value, replayed: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    match (recorded, replayed) {
+        (Value::Object(r), Value::Object(p)) => {
+            for (k, v) in r {
+                let got = p
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{at}.{k}: missing in the replay"));
+                assert_json_within(v, got, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(r), Value::Array(p)) => {
+            assert_eq!(r.len(), p.len(), "{at}: {recorded} vs {replayed}");
+            for (i, (a, b)) in r.iter().zip(p).enumerate() {
+                assert_json_within(a, b, &format!("{at}[{i}]"));
+            }
+        }
+        _ => assert_eq!(recorded, replayed, "{at}"),
+    }
+}
+
+/// A real H200 host (recorded with `dlenv doctor --record` on 2026-11-30, see the fixture's
+/// README.md): an Ubuntu 24.04 container in a VM, driver 580.159.04, no engine, no toolkit.
+#[test]
+fn real_h200_container_in_a_vm() {
+    let r = doctor("h200-ubuntu-24.04");
+    assert!(!r.healthy);
+    assert_eq!(failed(&r), ["engine.reachable", "toolkit.installed"]);
+    assert_eq!(
+        (
+            r.summary.pass,
+            r.summary.warn,
+            r.summary.fail,
+            r.summary.skip
+        ),
+        (6, 0, 2, 7)
+    );
+    expect(
+        &r,
+        "platform.os",
+        Pass,
+        "Ubuntu 24.04.3 LTS, kernel 6.18.44-fc-v657-gpu, x86_64",
+    );
+    expect(&r, "platform.os", Pass, "running inside a docker container");
+    expect(&r, "platform.os", Pass, "virtual machine (hypervisor: yes)");
+    expect(&r, "platform.os", Pass, "systemd is not PID 1");
+    expect(
+        &r,
+        "nvidia.driver",
+        Pass,
+        "NVIDIA driver 580.159.04, supports CUDA ≤ 13.0 (read through nvml)",
+    );
+    expect(
+        &r,
+        "nvidia.mismatch",
+        Pass,
+        "kernel module and user-space libraries agree (580.159.04)",
+    );
+    expect(&r, "nvidia.gpus", Pass, "1 GPU(s): NVIDIA H200");
+    expect(
+        &r,
+        "nvidia.gpus",
+        Pass,
+        "GPU 0: NVIDIA H200 (GPU-b1f96983-9093-4e9c-7fe3-53f1bcc841e1), compute capability 9.0, 143771 MiB",
+    );
+    expect(
+        &r,
+        "engine.reachable",
+        Fail,
+        "sudo dlenv setup --yes   # installs and starts Docker Engine",
+    );
+    expect(&r, "engine.reachable", Fail, "socket does not exist");
+    expect(&r, "access.socket", Skip, "/var/run/docker.sock");
+    expect(&r, "access.group", Pass, "running as root");
+    for id in ["engine.install", "engine.version", "engine.disk"] {
+        expect(&r, id, Skip, "no container engine answered");
+    }
+    expect(
+        &r,
+        "toolkit.installed",
+        Fail,
+        "sudo apt-get install -y nvidia-container-toolkit",
+    );
+    // No systemd: the fix reloads dockerd by signal, not with systemctl.
+    expect(
+        &r,
+        "toolkit.installed",
+        Fail,
+        "sudo kill -HUP $(cat /var/run/docker.pid)",
+    );
+    expect(&r, "cdi.specs", Pass, "no CDI spec");
+    assert!(
+        r.get("nvidia.nouveau").is_none() && r.get("nvidia.fabricmanager").is_none(),
+        "{:#?}",
+        r.checks
+    );
+
+    let f = &r.facts;
+    assert_eq!(f.os.id.as_deref(), Some("ubuntu"));
+    assert_eq!(f.os.version_id.as_deref(), Some("24.04"));
+    assert_eq!(f.os.codename.as_deref(), Some("noble"));
+    assert_eq!(f.os.container.as_deref(), Some("docker"));
+    assert_eq!(f.os.vm.as_deref(), Some("yes"));
+    assert!(!f.os.systemd && !f.os.dockerd && !f.os.podman);
+    let n = &f.nvidia;
+    assert_eq!(n.driver_version.as_deref(), Some("580.159.04"));
+    assert_eq!(n.driver_source.as_deref(), Some("nvml"));
+    assert_eq!(n.cuda_version.as_deref(), Some("13.0"));
+    assert_eq!(n.kernel_module_version.as_deref(), Some("580.159.04"));
+    // The libraries in /usr/lib are only the unversioned links (libnvidia-ml.so.1): the
+    // version comes from NVML, as on the host.
+    assert_eq!(n.library_version, None);
+    assert!(n.module_loaded && !n.nouveau_loaded);
+    assert_eq!((n.pci_gpus, n.nvswitches), (1, 0));
+    assert_eq!(n.gpus.len(), 1);
+    assert_eq!(n.gpus[0].name, "NVIDIA H200");
+    assert_eq!(n.gpus[0].compute_capability.as_deref(), Some("9.0"));
+    assert_eq!(n.gpus[0].memory_total_mib, Some(143771));
+    assert_eq!(n.gpus[0].mig_enabled, Some(false));
+    assert!(!f.engine.reachable);
+    assert_eq!(f.toolkit.version, None);
+    // The CUDA, cuDNN and NCCL packages are not ones the probe reports.
+    assert!(f.packages.is_empty(), "{:?}", f.packages);
+    assert_eq!(f.access.user.as_deref(), Some("root"));
+
+    // The pruned fixture still replays to the facts the recording run printed.
+    let printed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("h200-ubuntu-24.04").join("doctor.json")).unwrap(),
+    )
+    .unwrap();
+    assert_json_within(
+        &printed["facts"],
+        &serde_json::to_value(f).unwrap(),
+        "facts",
+    );
+    // Same checks, in the same order, with the same verdicts (wording may change).
+    let verdicts = |checks: &serde_json::Value| -> Vec<(String, String)> {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["id"].to_string(), c["status"].to_string()))
+            .collect()
+    };
+    assert_eq!(
+        verdicts(&serde_json::to_value(&r.checks).unwrap()),
+        verdicts(&printed["checks"])
+    );
 }

@@ -34,6 +34,78 @@ fn nvidia_smi_csv() {
     assert!(parse_nvidia_smi_csv("Failed to initialize NVML: Unknown Error\n").is_none());
 }
 
+/// `nvidia-smi -q -x` on a real H200 (driver 580.159.04, DTD v13), 2026-11-30.
+#[test]
+fn nvidia_smi_xml_real_h200() {
+    let d = parse_nvidia_smi_xml(&output("nvidia-smi-q-x-h200.xml")).unwrap();
+    assert_eq!(d.driver_version, "580.159.04");
+    assert_eq!(d.cuda_version.as_deref(), Some("13.0"));
+    assert_eq!(d.gpus.len(), 1);
+    let g = &d.gpus[0];
+    assert_eq!(g.index, 0);
+    assert_eq!(g.name, "NVIDIA H200");
+    assert_eq!(g.uuid, "GPU-b1f96983-9093-4e9c-7fe3-53f1bcc841e1");
+    // fb_memory_usage, not bar1_memory_usage (262144 MiB) that follows it.
+    assert_eq!(g.memory_total_mib, Some(143771));
+    assert_eq!(g.mig_enabled, Some(false));
+    // The XML has no compute capability (NVML and the CSV query have it).
+    assert_eq!(g.compute_capability, None);
+}
+
+/// `nvidia-smi --query-gpu=index,name,uuid,driver_version,compute_cap,memory.total,
+/// mig.mode.current,pci.bus_id --format=csv` on a real H200, 2026-11-30: a header line,
+/// another column order and units. The parser read it as no GPU at all before.
+#[test]
+fn nvidia_smi_csv_real_h200_with_header_and_units() {
+    let text = output("nvidia-smi-query-gpu-h200.csv");
+    assert!(text.starts_with("index, name, uuid, driver_version, compute_cap, memory.total [MiB]"));
+    let d = parse_nvidia_smi_csv(&text).unwrap();
+    assert_eq!(d.driver_version, "580.159.04");
+    assert_eq!(d.gpus.len(), 1);
+    let g = &d.gpus[0];
+    assert_eq!(g.index, 0);
+    assert_eq!(g.name, "NVIDIA H200");
+    assert_eq!(g.uuid, "GPU-b1f96983-9093-4e9c-7fe3-53f1bcc841e1");
+    assert_eq!(g.compute_capability.as_deref(), Some("9.0"));
+    assert_eq!(g.memory_total_mib, Some(143771));
+    assert_eq!(g.mig_enabled, Some(false));
+    // Same answer as NVML gave on that host (the recorded nvml.json).
+    let nvml: dlenv_probe::source::NvmlData = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/tests/fixtures/hosts/h200-ubuntu-24.04/nvml.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(d.gpus, nvml.gpus);
+    // A header without driver_version, or a short row, is not understood.
+    assert!(parse_nvidia_smi_csv("index, name\n0, NVIDIA H200\n").is_none());
+    assert!(
+        parse_nvidia_smi_csv("index, name, driver_version, compute_cap\n0, NVIDIA H200\n")
+            .is_none()
+    );
+    assert_eq!(
+        parse_nvidia_smi_csv("name, driver_version, compute_cap\nNVIDIA H200, 580.159.04, [N/A]\n")
+            .unwrap()
+            .gpus[0]
+            .compute_capability,
+        None
+    );
+}
+
+/// `/proc/driver/nvidia/version` of the open module on a real H200 host, 2026-11-30: no
+/// build date after `Release Build (nixbld@)`.
+#[test]
+fn proc_driver_version_real_h200() {
+    let text = output("proc-driver-nvidia-version-h200.txt");
+    assert!(text.starts_with("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64"));
+    assert_eq!(
+        parse_proc_driver_version(&text).as_deref(),
+        Some("580.159.04")
+    );
+}
+
 #[test]
 fn proc_driver_version_proprietary_and_open() {
     assert_eq!(

@@ -130,10 +130,19 @@ pub fn judge(o: &Observed, gpus_requested: bool) -> Verdict {
     }
 }
 
-fn print_report(p: &Printer, o: &Observed, v: &Verdict) {
-    p.out(format!("python {}", o.python));
+/// What the probe printed on stdout: its last line is the JSON object (a framework may
+/// print warnings before it).
+fn parse_observed(stdout: &str) -> Result<Observed, serde_json::Error> {
+    serde_json::from_str(stdout.trim().lines().last().unwrap_or_default())
+}
+
+/// The human report, line by line.
+fn render_report(o: &Observed, v: &Verdict) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut out = |l: String| lines.push(l);
+    out(format!("python {}", o.python));
     if o.frameworks.is_empty() {
-        p.out("no framework (torch, tensorflow, jax) installed");
+        out("no framework (torch, tensorflow, jax) installed".into());
     }
     for f in &o.frameworks {
         let cuda = f
@@ -141,20 +150,20 @@ fn print_report(p: &Printer, o: &Observed, v: &Verdict) {
             .as_deref()
             .map(|c| format!(", built for CUDA {c}"))
             .unwrap_or_default();
-        p.out(format!(
+        out(format!(
             "{} {}{cuda}",
             f.name,
             f.version.as_deref().unwrap_or("(import failed)")
         ));
         if let Some(c) = &f.cpu {
-            p.out(format!(
+            out(format!(
                 "  cpu      matmul {} ({:.1} ms)",
                 if c.ok { "ok" } else { "WRONG" },
                 c.ms
             ));
         }
         if !f.cuda_available {
-            p.out("  cuda     not available: CPU only");
+            out("  cuda     not available: CPU only".into());
         }
         for d in &f.devices {
             let cap = d
@@ -171,19 +180,34 @@ fn print_report(p: &Printer, o: &Observed, v: &Verdict) {
                 (None, true) => format!("matmul ok ({:.1} ms)", d.ms.unwrap_or_default()),
                 (None, false) => "matmul WRONG".into(),
             };
-            p.out(format!("  gpu {}    {}{cap}{mem}: {res}", d.index, d.name));
+            out(format!("  gpu {}    {}{cap}{mem}: {res}", d.index, d.name));
         }
     }
     if let Some(c) = &o.cpu_python {
-        p.out(format!(
+        out(format!(
             "  cpu      pure-Python matmul {} ({:.1} ms)",
             if c.ok { "ok" } else { "WRONG" },
             c.ms
         ));
     }
     if v.ok {
-        p.out("check passed");
+        out("check passed".into());
     }
+    lines
+}
+
+fn print_report(p: &Printer, o: &Observed, v: &Verdict) {
+    for l in render_report(o, v) {
+        p.out(l);
+    }
+}
+
+/// What `dlenv check --json` prints.
+#[derive(Debug, Serialize)]
+struct CheckJson<'a> {
+    image: &'a str,
+    observed: &'a Observed,
+    verdict: &'a Verdict,
 }
 
 /// Run the probe in a container of `target` and judge it.
@@ -216,13 +240,12 @@ pub async fn check_target(
         ))
         .with_hint("the image needs a Python 3 interpreter (`python` or `python3`)"));
     }
-    let observed: Observed = serde_json::from_str(out.trim().lines().last().unwrap_or_default())
-        .map_err(|e| {
-            CliError::failure(format!(
-                "unexpected output from the check script ({e}): {}",
-                out.trim()
-            ))
-        })?;
+    let observed = parse_observed(&out).map_err(|e| {
+        CliError::failure(format!(
+            "unexpected output from the check script ({e}): {}",
+            out.trim()
+        ))
+    })?;
     let verdict = judge(&observed, gpus_requested);
     Ok((observed, verdict))
 }
@@ -232,13 +255,7 @@ pub async fn run(a: CheckArgs, g: &Globals) -> Result<Exit, CliError> {
     let t = target(&a.container, g).await?;
     let (observed, verdict) = check_target(&a.container, &t, g).await?;
     if g.printer.json {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            image: &'a str,
-            observed: &'a Observed,
-            verdict: &'a Verdict,
-        }
-        g.printer.json(&Out {
+        g.printer.json(&CheckJson {
             image: t.image(),
             observed: &observed,
             verdict: &verdict,
@@ -268,6 +285,105 @@ mod tests {
     /// The probe's output format on a GPU host (two GPUs, one whose kernel fails); built
     /// from the probe's own schema, as no GPU host was available to record one.
     const GPU: &str = r#"{"python": "3.12.3", "frameworks": [{"name": "torch", "version": "2.7.0+cu128", "cuda_available": true, "devices": [{"index": 0, "name": "NVIDIA H200", "capability": "9.0", "memory_mib": 143771, "ok": true, "ms": 41.2, "error": null}, {"index": 1, "name": "NVIDIA GeForce RTX 5090", "capability": "12.0", "memory_mib": 32607, "ok": false, "ms": null, "error": "CUDA error: no kernel image is available for execution on the device"}], "cpu": {"ok": true, "ms": 3.1}, "error": null, "cuda_version": "12.8"}]}"#;
+
+    /// The probe's real output on an NVIDIA H200 host (driver 580.159.04) with torch
+    /// 2.11.0+cu130 and jax 0.11.2 installed, recorded 2026-11-30 with
+    /// `scripts/gpu-capture.sh` (`python3 crates/dlenv/src/commands/check/probe.py`).
+    const H200_TORCH_JAX: &str =
+        include_str!("../../tests/fixtures/check/probe-h200-torch-jax.json");
+
+    #[test]
+    fn real_h200_torch_and_jax_report() {
+        let o = parse_observed(H200_TORCH_JAX).unwrap();
+        assert_eq!(o.python, "3.12.3");
+        assert!(o.cpu_python.is_none());
+        let names: Vec<&str> = o.frameworks.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["torch", "jax"]);
+        let (torch, jax) = (&o.frameworks[0], &o.frameworks[1]);
+        assert_eq!(torch.version.as_deref(), Some("2.11.0+cu130"));
+        assert_eq!(torch.cuda_version.as_deref(), Some("13.0"));
+        assert_eq!(jax.version.as_deref(), Some("0.11.2"));
+        // probe.py reports no CUDA version for JAX.
+        assert_eq!(jax.cuda_version, None);
+        for f in [torch, jax] {
+            assert!(f.cuda_available && f.error.is_none(), "{f:?}");
+            assert!(f.cpu.as_ref().is_some_and(|c| c.ok), "{f:?}");
+            assert_eq!(f.devices.len(), 1, "{f:?}");
+            let d = &f.devices[0];
+            assert_eq!((d.index, d.name.as_str()), (0, "NVIDIA H200"));
+            assert_eq!(d.capability.as_deref(), Some("9.0"));
+            assert!(d.ok && d.error.is_none() && d.ms.is_some(), "{d:?}");
+        }
+        // torch counts the memory less what the driver reserves (NVML: 143771 MiB); JAX
+        // does not report it.
+        assert_eq!(torch.devices[0].memory_mib, Some(143155));
+        assert_eq!(jax.devices[0].memory_mib, None);
+
+        let v = judge(&o, true);
+        assert!(v.ok && v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!(
+            render_report(&o, &v),
+            [
+                "python 3.12.3",
+                "torch 2.11.0+cu130, built for CUDA 13.0",
+                "  cpu      matmul ok (2.8 ms)",
+                "  gpu 0    NVIDIA H200 sm 9.0, 143155 MiB: matmul ok (211.1 ms)",
+                "jax 0.11.2",
+                "  cpu      matmul ok (1817.9 ms)",
+                "  gpu 0    NVIDIA H200 sm 9.0: matmul ok (701.9 ms)",
+                "check passed",
+            ]
+        );
+
+        let image = "dlenv/h200:latest";
+        let j = serde_json::to_value(CheckJson {
+            image,
+            observed: &o,
+            verdict: &v,
+        })
+        .unwrap();
+        assert_eq!(j["image"], image);
+        assert_eq!(
+            j["verdict"],
+            serde_json::json!({"ok": true, "problems": []})
+        );
+        let fw = &j["observed"]["frameworks"];
+        assert_eq!(fw[0]["name"], "torch");
+        assert_eq!(fw[0]["version"], "2.11.0+cu130");
+        assert_eq!(fw[0]["cuda_version"], "13.0");
+        assert_eq!(fw[1]["name"], "jax");
+        assert_eq!(fw[1]["version"], "0.11.2");
+        for i in 0..2 {
+            assert_eq!(fw[i]["cuda_available"], true);
+            assert_eq!(fw[i]["devices"][0]["name"], "NVIDIA H200");
+            assert_eq!(fw[i]["devices"][0]["capability"], "9.0");
+            assert_eq!(fw[i]["devices"][0]["ok"], true);
+        }
+
+        // Without the GPUs passed in, the same image sees no CUDA: a problem per framework.
+        let mut cpu_only = o.clone();
+        for f in &mut cpu_only.frameworks {
+            f.cuda_available = false;
+            f.devices.clear();
+        }
+        let v = judge(&cpu_only, true);
+        assert_eq!(v.problems.len(), 2, "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("torch 2.11.0+cu130 sees no CUDA device")
+                && v.problems[0].contains("its CUDA 13.0"),
+            "{:?}",
+            v.problems
+        );
+        assert!(v.problems[1].contains("jax 0.11.2 sees no CUDA device"));
+    }
+
+    /// A framework's warning on stdout before the JSON line does not break the parsing.
+    #[test]
+    fn probe_output_is_its_last_line() {
+        let noisy = format!("W1130 01:41:02 some framework warning\n{H200_TORCH_JAX}");
+        assert_eq!(parse_observed(&noisy).unwrap().frameworks.len(), 2);
+        assert!(parse_observed("Traceback (most recent call last):\n").is_err());
+    }
 
     #[test]
     fn gpu_report_flags_the_failing_device() {
