@@ -141,6 +141,12 @@ impl EngineError {
                  or unset DOCKER_CONTEXT"
                     .into(),
             ),
+            Self::Api { source, .. } if connection_broke(source) => Some(
+                "the engine closed the connection in the middle of the request: it stopped, \
+                 restarted or crashed (see its log, e.g. `journalctl -u docker`), or something \
+                 between dlenv and its socket dropped it. Check it with `dlenv doctor` and retry"
+                    .into(),
+            ),
             Self::Registry {
                 message,
                 registry,
@@ -150,6 +156,30 @@ impl EngineError {
             _ => None,
         }
     }
+}
+
+/// Whether an API error is the connection to the engine breaking (reset, closed early).
+pub(crate) fn connection_broke(e: &bollard::errors::Error) -> bool {
+    use std::io::ErrorKind::*;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            )
+        {
+            return true;
+        }
+        let text = s.to_string();
+        if text.contains("connection closed before message completed")
+            || text.contains("IncompleteMessage")
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn registry_hint(message: &str, registry: &str, sent_credentials: bool) -> Option<String> {

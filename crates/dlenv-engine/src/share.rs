@@ -144,7 +144,16 @@ impl Engine {
         let what = format!("save image {reference}");
         self.slow_client()
             .export_image(reference)
-            .map_err(move |e| std::io::Error::other(format!("{what}: {e}")))
+            .map_err(move |e| {
+                // A broken connection is told apart (ConnectionAborted) so callers can say
+                // that the engine went away rather than blame the disk.
+                let kind = if crate::error::connection_broke(&e) {
+                    std::io::ErrorKind::ConnectionAborted
+                } else {
+                    std::io::ErrorKind::Other
+                };
+                std::io::Error::new(kind, format!("{what}: {e}"))
+            })
             .boxed()
     }
 

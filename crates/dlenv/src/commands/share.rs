@@ -463,7 +463,29 @@ fn finish_export(
 }
 
 fn bundle_error(e: dlenv_bundle::BundleError) -> CliError {
-    let hint = e.hint();
+    let engine_went_away = {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut found = false;
+        while let Some(s) = source {
+            if s.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionAborted)
+            {
+                found = true;
+            }
+            source = s.source();
+        }
+        found
+    };
+    let hint = if engine_went_away {
+        Some(
+            "the engine closed the connection in the middle of the transfer: it stopped, \
+             restarted or crashed (see its log, e.g. `journalctl -u docker`). Check it with \
+             `dlenv doctor` and retry; nothing was written"
+                .to_string(),
+        )
+    } else {
+        e.hint()
+    };
     let mut c = CliError::failure(e.to_string());
     if let Some(h) = hint {
         c = c.with_hint(h);
@@ -677,10 +699,33 @@ async fn load(
     let written = writer
         .await
         .map_err(|e| CliError::failure(format!("import worker: {e}")))?;
-    // The worker's failure is the cause when both failed.
-    written.map_err(bundle_error)?;
-    loaded
+    match (loaded, written) {
+        // Ctrl-C: the request was dropped, so the worker saw the engine stop reading.
+        (Err(e), _) if matches!(e.exit, Exit::Interrupted) => Err(e),
+        // The worker's own failure (a bad layer, an unreadable file) is the cause...
+        (_, Err(w)) if !engine_stopped_reading(&w) => Err(bundle_error(w)),
+        // ...unless it only saw the request die: then the engine's side says why.
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(w)) => Err(bundle_error(w)),
+        (Ok(loaded), Ok(())) => Ok(loaded),
+    }
 }
+
+/// Whether the worker failed only because the engine request went away.
+fn engine_stopped_reading(e: &dlenv_bundle::BundleError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.to_string() == ENGINE_STOPPED_READING)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+const ENGINE_STOPPED_READING: &str = "the engine stopped reading";
 
 /// A `Write` that sends chunks to the engine request.
 struct ChannelWriter {
@@ -691,7 +736,7 @@ impl std::io::Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.tx
             .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| std::io::Error::other("the engine stopped reading"))?;
+            .map_err(|_| std::io::Error::other(ENGINE_STOPPED_READING))?;
         Ok(buf.len())
     }
 

@@ -10,6 +10,7 @@ mod cli;
 mod compat;
 mod doctor;
 mod engine;
+mod faults;
 mod registry;
 mod run;
 mod share;
