@@ -106,18 +106,6 @@ impl Engine {
             .map_err(|e| EngineError::api(format!("commit container {id}"), e))
     }
 
-    /// Pull `reference` from its registry (credentials are not handled yet).
-    pub async fn pull(&self, reference: &str) -> Result<(), EngineError> {
-        let opts = bollard::query_parameters::CreateImageOptionsBuilder::new()
-            .from_image(reference)
-            .build();
-        let mut s = self.slow_client().create_image(Some(opts), None, None);
-        while let Some(item) = s.next().await {
-            item.map_err(|e| EngineError::api(format!("pull {reference}"), e))?;
-        }
-        Ok(())
-    }
-
     /// What sharing needs to know about an image.
     pub async fn image_details(&self, reference: &str) -> Result<ImageDetails, EngineError> {
         let i = self

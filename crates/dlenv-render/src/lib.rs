@@ -296,17 +296,18 @@ pub fn render(lock: &Lock, opts: &RenderOptions) -> Rendered {
     } else {
         "Base: a plain distribution image (CPU-only stack, no CUDA libraries needed)."
     });
-    match opts
+    let from = match opts
         .registry_mirror
         .as_deref()
         .map(|m| mirror_ref(&s.base_image, m))
     {
         Some(mirrored) if mirrored != s.base_image => {
             b.comment(&format!("(`{}` through the registry mirror)", s.base_image));
-            b.line(format!("FROM {mirrored}"));
+            mirrored
         }
-        _ => b.line(format!("FROM {}", s.base_image)),
-    }
+        _ => s.base_image.clone(),
+    };
+    b.line(format!("FROM {from}"));
     b.blank();
     if gpu {
         b.comment(
@@ -543,6 +544,8 @@ pub fn render(lock: &Lock, opts: &RenderOptions) -> Rendered {
         ("dlenv.spec-hash", lock.spec_hash.clone()),
         ("dlenv.lock-hash", lock.lock_hash()),
         ("dlenv.version", lock.dlenv_version.clone()),
+        // The base as pulled: `dlenv export --delta` leaves its layers out.
+        ("dlenv.base", from.clone()),
     ];
     let labels: Vec<String> = labels
         .iter()

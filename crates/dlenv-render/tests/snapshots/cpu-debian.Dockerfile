@@ -63,7 +63,8 @@ LABEL dlenv.managed="true" \
       dlenv.env="cpu-demo" \
       dlenv.spec-hash="sha256:021a00538f85e26d6a177da77bd589dc57967d2dddd78b78cb00e86f36340195" \
       dlenv.lock-hash="sha256:edbc764230e2a4dcb4b9494f1f30201634e292e88cedbe4e5c6657e3a2b00730" \
-      dlenv.version="0.0.0-test"
+      dlenv.version="0.0.0-test" \
+      dlenv.base="dlenv/base:debian-bookworm"
 
 USER ${DLENV_UID}:${DLENV_GID}
 WORKDIR /workspace

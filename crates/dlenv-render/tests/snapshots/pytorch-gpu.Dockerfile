@@ -81,7 +81,8 @@ LABEL dlenv.managed="true" \
       dlenv.env="vision" \
       dlenv.spec-hash="sha256:9cc351f938dbfa6b2dce0893979f4c08ae5b4b3c9d5fae569f8c56f02c2f501f" \
       dlenv.lock-hash="sha256:52fe881d8541d74ad84cae6f11cbd10ad30a6bbb4dea0a09c6b7c1d4c1384fe8" \
-      dlenv.version="0.0.0-test"
+      dlenv.version="0.0.0-test" \
+      dlenv.base="nvidia/cuda:12.8.1-runtime-ubuntu24.04"
 
 USER ${DLENV_UID}:${DLENV_GID}
 WORKDIR /workspace

@@ -75,7 +75,8 @@ LABEL dlenv.managed="true" \
       dlenv.env="tf" \
       dlenv.spec-hash="sha256:fe438d6e1ead20ac36c9dbaf10b7b6d678535b06be967ab9daf8adf1a81a97b4" \
       dlenv.lock-hash="sha256:691b9c8203f116add118eb1a468e164680a19ae2a413a7332e8b2a4cefe00aed" \
-      dlenv.version="0.0.0-test"
+      dlenv.version="0.0.0-test" \
+      dlenv.base="nvidia/cuda:12.5.1-runtime-ubuntu24.04"
 
 USER ${DLENV_UID}:${DLENV_GID}
 WORKDIR /workspace

@@ -63,7 +63,7 @@ struct Pulled {
 }
 
 /// The credentials for the registry `reference` lives in, if the docker config has any.
-fn credentials(g: &Globals, reference: &str) -> Result<Option<RegistryAuth>, CliError> {
+pub(crate) fn credentials(g: &Globals, reference: &str) -> Result<Option<RegistryAuth>, CliError> {
     let host = registry_host(reference);
     let Some(path) = config_path() else {
         return Ok(None);

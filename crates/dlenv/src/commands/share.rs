@@ -77,6 +77,10 @@ pub struct ExportArgs {
     /// Shorthand for --kind recipe.
     #[arg(long, conflicts_with = "kind")]
     pub recipe: bool,
+    /// The base image whose layers a delta leaves out (default: the committed image's
+    /// parent, or the base the environment was built on).
+    #[arg(long, value_name = "IMAGE")]
+    pub base: Option<String>,
     /// File format.
     #[arg(long, value_enum, default_value = "dlenv")]
     pub format: Format,
@@ -258,10 +262,13 @@ pub async fn export(a: ExportArgs, g: &Globals) -> Result<Exit, CliError> {
         CliError::from(e)
             .with_hint("build it (`dlenv build`) or name an image that exists (`dlenv images`)")
     })?;
-    // The base: from the environment's lock, or a committed image's parent.
-    let base_ref = details
-        .labels
-        .get("dlenv.commit.parent")
+    // The base: a committed image's parent, the base a dlenv build recorded, or the
+    // environment's lock.
+    let base_ref = a
+        .base
+        .as_ref()
+        .or_else(|| details.labels.get("dlenv.commit.parent"))
+        .or_else(|| details.labels.get("dlenv.base"))
         .cloned()
         .or_else(|| base_from_lock(spec_dir.as_deref()));
     let base = match &base_ref {
@@ -581,7 +588,7 @@ pub async fn import(a: ImportArgs, g: &Globals) -> Result<Exit, CliError> {
             }
             Requirement::None | Requirement::Met => {}
         }
-        ensure_base(&engine, m).await?;
+        ensure_base(&engine, g, m).await?;
     }
     let loaded = load(&engine, g, &path, manifest.clone()).await?;
     let out = Imported {
@@ -614,7 +621,7 @@ fn kind_name(m: &Manifest) -> String {
 
 /// For a delta bundle, the base must be here (or pullable) with exactly the layers the
 /// bundle left out.
-async fn ensure_base(engine: &Engine, m: &Manifest) -> Result<(), CliError> {
+async fn ensure_base(engine: &Engine, g: &Globals, m: &Manifest) -> Result<(), CliError> {
     let Some(left) = &m.left_out else {
         return Ok(());
     };
@@ -625,7 +632,11 @@ async fn ensure_base(engine: &Engine, m: &Manifest) -> Result<(), CliError> {
     let have = match engine.image_details(&base).await {
         Ok(d) => Some(d),
         Err(_) => {
-            engine.pull(&base).await.ok();
+            // With the docker config's credentials, like `dlenv pull`.
+            let auth = crate::commands::registry::credentials(g, &base)
+                .ok()
+                .flatten();
+            engine.pull_image(&base, auth.as_ref(), |_| {}).await.ok();
             engine.image_details(&base).await.ok()
         }
     };
