@@ -529,3 +529,106 @@ pub fn verify_stack(db: &CompatDb, stack: &Stack, host: &HostFacts) -> Vec<RuleH
     }
     hits
 }
+
+/// Split an architecture list as a lock's `gpu_archs` (and `torch.cuda.get_arch_list()`)
+/// write it — `sm_80`, `sm_90a`, `sm_120`, `compute_90` — into cubin and PTX capabilities.
+/// Entries that are not of that form are ignored. The last digit is the minor version.
+pub fn parse_arch_list<S: AsRef<str>>(
+    list: &[S],
+) -> (Vec<ComputeCapability>, Vec<ComputeCapability>) {
+    let mut sass = Vec::new();
+    let mut ptx = Vec::new();
+    for a in list {
+        let a = a.as_ref().trim();
+        let (digits, into) = if let Some(d) = a.strip_prefix("sm_") {
+            (d, &mut sass)
+        } else if let Some(d) = a.strip_prefix("compute_") {
+            (d, &mut ptx)
+        } else {
+            continue;
+        };
+        // `sm_90a` / `sm_100f`: arch-specific variants of the same capability.
+        let digits = digits.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        if digits.len() < 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let (major, minor) = digits.split_at(digits.len() - 1);
+        if let (Ok(major), Ok(minor)) = (major.parse(), minor.parse()) {
+            into.push(ComputeCapability::new(major, minor));
+        }
+    }
+    (sass, ptx)
+}
+
+/// How an image's GPU code (its `gpu_archs`) reaches each of a host's GPUs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GpuCoverage {
+    /// GPU name as the host reports it.
+    pub name: String,
+    /// Its compute capability.
+    pub cc: ComputeCapability,
+    /// Native cubin, PTX JIT, or nothing.
+    pub coverage: Coverage,
+}
+
+/// [`coverage`] for each GPU `(name, cc)` against an architecture list; integrated-GPU
+/// capabilities come from the database.
+pub fn gpu_coverage<S: AsRef<str>>(
+    db: &CompatDb,
+    archs: &[S],
+    gpus: &[(String, ComputeCapability)],
+) -> Vec<GpuCoverage> {
+    let (sass, ptx) = parse_arch_list(archs);
+    gpus.iter()
+        .map(|(name, cc)| GpuCoverage {
+            name: name.clone(),
+            cc: *cc,
+            coverage: coverage(&sass, &ptx, *cc, db.arch(*cc).is_some_and(|a| a.igpu)),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod arch_list_tests {
+    use super::*;
+
+    #[test]
+    fn arch_lists_parse_like_torch_prints_them() {
+        let (sass, ptx) = parse_arch_list(&[
+            "sm_75",
+            "sm_80",
+            "sm_90a",
+            "sm_100",
+            "sm_120",
+            "compute_120",
+            "bogus",
+            "sm_x",
+        ]);
+        let cc = ComputeCapability::new;
+        assert_eq!(
+            sass,
+            vec![cc(7, 5), cc(8, 0), cc(9, 0), cc(10, 0), cc(12, 0)]
+        );
+        assert_eq!(ptx, vec![cc(12, 0)]);
+    }
+
+    #[test]
+    fn coverage_per_gpu_on_the_real_h200_list() {
+        let db = &CompatDb::embedded();
+        // torch 2.11.0+cu130's list as observed on a real H200 (2026-11-30).
+        let real = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"];
+        let h200 = ("NVIDIA H200".to_string(), ComputeCapability::new(9, 0));
+        let v = gpu_coverage(db, &real, std::slice::from_ref(&h200));
+        assert_eq!(v[0].coverage, Coverage::Sass(ComputeCapability::new(9, 0)));
+        // torch 1.13.1+cu117 had no sm_90 and no PTX: nothing runs on an H200.
+        let old = [
+            "sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86",
+        ];
+        let v = gpu_coverage(db, &old, std::slice::from_ref(&h200));
+        assert_eq!(v[0].coverage, Coverage::None);
+        // With PTX for 8.0 the driver JIT-compiles for 9.0.
+        let ptx = ["sm_80", "compute_80"];
+        let v = gpu_coverage(db, &ptx, &[h200]);
+        assert_eq!(v[0].coverage, Coverage::Ptx(ComputeCapability::new(8, 0)));
+    }
+}

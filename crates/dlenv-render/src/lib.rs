@@ -547,6 +547,9 @@ pub fn render(lock: &Lock, opts: &RenderOptions) -> Rendered {
         // The base as pulled: `dlenv export --delta` leaves its layers out.
         ("dlenv.base", from.clone()),
     ];
+    // The framework's GPU code, so a host that imports or pulls the image can check its GPUs.
+    let archs = (!s.gpu_archs.is_empty()).then(|| ("dlenv.gpu-archs", s.gpu_archs.join(" ")));
+    let labels: Vec<&(&str, String)> = labels.iter().chain(archs.iter()).collect();
     let labels: Vec<String> = labels
         .iter()
         .map(|(k, v)| format!("{k}={}", dq(v)))

@@ -100,6 +100,10 @@ pub struct LockedStack {
     /// Minimum driver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver_floor: Option<String>,
+    /// GPU code the framework build carries (`sm_80`, …, `compute_90` for PTX), when known:
+    /// checked against the GPUs of the host that runs, imports or pulls the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_archs: Vec<String>,
     /// Resolver caveats.
     #[serde(default)]
     pub warnings: Vec<String>,
@@ -286,6 +290,7 @@ impl Lock {
                 base_image: s.base_image.clone(),
                 flavor: resolved.flavor.map(|f| f.to_string()),
                 driver_floor: s.driver_floor.as_ref().map(ToString::to_string),
+                gpu_archs: s.gpu_archs.clone(),
                 warnings: s.warnings.iter().chain(&resolved.notes).cloned().collect(),
             },
             base: LockedBase {

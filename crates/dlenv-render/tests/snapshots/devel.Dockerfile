@@ -61,9 +61,10 @@ ENV HOME=/home/dlenv
 LABEL dlenv.managed="true" \
       dlenv.env="dev" \
       dlenv.spec-hash="sha256:b0a65906603a0743b2e081e226bfb63a2f09804db30bfd6ec86f46ba35a8b000" \
-      dlenv.lock-hash="sha256:30eb299efadbe405bc8d169eaa298bfe5885118641d74dcdae8412693bf500d3" \
+      dlenv.lock-hash="sha256:5580454ae5687f0aa3beac84c740520102d04b4cd069f1410d38260abf912af6" \
       dlenv.version="0.0.0-test" \
-      dlenv.base="nvidia/cuda:12.8.1-devel-ubuntu24.04"
+      dlenv.base="nvidia/cuda:12.8.1-devel-ubuntu24.04" \
+      dlenv.gpu-archs="sm_75 sm_80 sm_86 sm_90 sm_100 sm_120 compute_120"
 
 USER ${DLENV_UID}:${DLENV_GID}
 WORKDIR /workspace

@@ -60,9 +60,10 @@ ENV HOME=/home/dlenv
 LABEL dlenv.managed="true" \
       dlenv.env="jx" \
       dlenv.spec-hash="sha256:d96409dffa30d7126e6e98d41addd00da4977c0f9dea670d6fd8945e228cd910" \
-      dlenv.lock-hash="sha256:0ccde2c461d8ce8cdab969315718c6d8f3f7996e3ae4528ab9886221099e3b9c" \
+      dlenv.lock-hash="sha256:aa4d2499c36c55d8b2cb604f047e2130d86d55cc8a24e87c19b2a115441b4ee2" \
       dlenv.version="0.0.0-test" \
-      dlenv.base="nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+      dlenv.base="nvidia/cuda:12.8.1-runtime-ubuntu24.04" \
+      dlenv.gpu-archs="sm_52+"
 
 USER ${DLENV_UID}:${DLENV_GID}
 WORKDIR /workspace

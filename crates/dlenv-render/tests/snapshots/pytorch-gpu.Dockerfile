@@ -80,9 +80,10 @@ ENV HOME=/home/dlenv
 LABEL dlenv.managed="true" \
       dlenv.env="vision" \
       dlenv.spec-hash="sha256:9cc351f938dbfa6b2dce0893979f4c08ae5b4b3c9d5fae569f8c56f02c2f501f" \
-      dlenv.lock-hash="sha256:52fe881d8541d74ad84cae6f11cbd10ad30a6bbb4dea0a09c6b7c1d4c1384fe8" \
+      dlenv.lock-hash="sha256:437cde147bcd9108692f803523f4c700272a81ec884b3a1148b2f13b60e5be39" \
       dlenv.version="0.0.0-test" \
-      dlenv.base="nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+      dlenv.base="nvidia/cuda:12.8.1-runtime-ubuntu24.04" \
+      dlenv.gpu-archs="sm_75 sm_80 sm_86 sm_90 sm_100 sm_120 compute_120"
 
 USER ${DLENV_UID}:${DLENV_GID}
 WORKDIR /workspace

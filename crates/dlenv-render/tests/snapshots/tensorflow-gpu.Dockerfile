@@ -74,9 +74,10 @@ ENV HOME=/home/alice
 LABEL dlenv.managed="true" \
       dlenv.env="tf" \
       dlenv.spec-hash="sha256:fe438d6e1ead20ac36c9dbaf10b7b6d678535b06be967ab9daf8adf1a81a97b4" \
-      dlenv.lock-hash="sha256:691b9c8203f116add118eb1a468e164680a19ae2a413a7332e8b2a4cefe00aed" \
+      dlenv.lock-hash="sha256:789b7d1535735115a6c9361493d743d7376a3e77e50a42f77a75ada62fe67e1f" \
       dlenv.version="0.0.0-test" \
-      dlenv.base="nvidia/cuda:12.5.1-runtime-ubuntu24.04"
+      dlenv.base="nvidia/cuda:12.5.1-runtime-ubuntu24.04" \
+      dlenv.gpu-archs="sm_60 sm_70 sm_80 sm_89 compute_90"
 
 USER ${DLENV_UID}:${DLENV_GID}
 WORKDIR /workspace

@@ -260,7 +260,8 @@ pub async fn pull(a: PullArgs, g: &Globals) -> Result<Exit, CliError> {
     let p = &g.printer;
     // The same re-check as an import: can this host's driver run it?
     let env = engine.image_env(&reference).await?;
-    match crate::commands::run::cuda_requirement(g, &reference, &env)? {
+    let labels = engine.image_labels(&reference).await?;
+    match crate::commands::run::host_requirement(g, &reference, &env, &labels)? {
         Requirement::NoDriver(floor) => p.warn(format!(
             "this host has no NVIDIA driver: {reference} ({floor}) will run without GPUs only"
         )),

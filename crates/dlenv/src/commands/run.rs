@@ -514,8 +514,106 @@ pub fn cuda_requirement(g: &Globals, image: &str, env: &[String]) -> Result<Requ
     Ok(Requirement::Met)
 }
 
+/// Check the GPU code an image carries (its `dlenv.gpu-archs` label, written by `dlenv
+/// build` from the lock) against this host's GPUs: refuse when a GPU gets no code at all,
+/// warn when it only gets PTX (JIT-compiled at first use, which takes minutes).
+pub fn arch_requirement(
+    g: &Globals,
+    image: &str,
+    labels: &std::collections::HashMap<String, String>,
+) -> Result<Requirement, CliError> {
+    arch_requirement_on(g, &dlenv_probe::LiveHost::default(), image, labels)
+}
+
+fn arch_requirement_on(
+    g: &Globals,
+    host: &dyn dlenv_probe::HostSource,
+    image: &str,
+    labels: &std::collections::HashMap<String, String>,
+) -> Result<Requirement, CliError> {
+    let Some(archs) = labels
+        .get("dlenv.gpu-archs")
+        .filter(|a| !a.trim().is_empty())
+    else {
+        return Ok(Requirement::None);
+    };
+    let archs: Vec<&str> = archs.split_whitespace().collect();
+    let nv = dlenv_probe::facts::read_nvidia(host);
+    if nv.gpus.is_empty() {
+        return Ok(Requirement::None);
+    }
+    let db = crate::commands::compat::load_db(g)?.db;
+    let gpus: Vec<(String, dlenv_compat::ComputeCapability)> = nv
+        .gpus
+        .iter()
+        .filter_map(|gpu| {
+            let cc = gpu
+                .compute_capability
+                .as_deref()
+                .and_then(|c| c.parse().ok())
+                .or_else(|| dlenv_compat::lookup_gpu(&db, &gpu.name).ok().map(|p| p.cc));
+            if cc.is_none() {
+                g.printer.warn(format!(
+                    "cannot tell the compute capability of GPU {} ({}): not checking {image}'s GPU code for it",
+                    gpu.index, gpu.name
+                ));
+            }
+            Some((gpu.name.clone(), cc?))
+        })
+        .collect();
+    let mut missing = Vec::new();
+    for c in dlenv_compat::rules::gpu_coverage(&db, &archs, &gpus) {
+        match c.coverage {
+            dlenv_compat::rules::Coverage::Sass(_) => {}
+            dlenv_compat::rules::Coverage::Ptx(p) => g.printer.warn(format!(
+                "{image} has no native code for {} ({}): the driver JIT-compiles its {} PTX at \
+                 first use, which can take minutes",
+                c.name,
+                c.cc.sm(),
+                p.compute()
+            )),
+            dlenv_compat::rules::Coverage::None => {
+                missing.push(format!("{} ({})", c.name, c.cc.sm()))
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(Requirement::Met);
+    }
+    Ok(Requirement::NotMet(
+        CliError::unsatisfiable(format!(
+            "{image} carries GPU code for {} and none of it runs on {}",
+            archs.join(" "),
+            missing.join(", ")
+        ))
+        .with_hint(
+            "re-resolve and rebuild on this host (`dlenv lock && dlenv build`: the resolver \
+             picks a framework build with code for these GPUs), or run without GPUs (`--gpus none`)",
+        ),
+    ))
+}
+
+/// [`cuda_requirement`] and then [`arch_requirement`]: whether this host's driver and GPUs
+/// can run the image. The first requirement not met wins.
+pub fn host_requirement(
+    g: &Globals,
+    image: &str,
+    env: &[String],
+    labels: &std::collections::HashMap<String, String>,
+) -> Result<Requirement, CliError> {
+    let cuda = cuda_requirement(g, image, env)?;
+    if matches!(cuda, Requirement::NotMet(_)) {
+        return Ok(cuda);
+    }
+    match arch_requirement(g, image, labels)? {
+        r @ Requirement::NotMet(_) => Ok(r),
+        _ => Ok(cuda),
+    }
+}
+
 /// Refuse, before creating anything, an image whose `NVIDIA_REQUIRE_CUDA` this host's
-/// driver cannot meet (instead of failing deep inside CUDA). Without a driver the engine
+/// driver cannot meet, or whose GPU code none of this host's GPUs can run (instead of
+/// failing deep inside CUDA). Without a driver the engine
 /// gets to answer (and its answer is translated).
 async fn preflight(
     engine: &Engine,
@@ -526,7 +624,11 @@ async fn preflight(
     if !gpus.any() {
         return Ok(());
     }
-    match cuda_requirement(g, image, &engine.image_env(image).await?)? {
+    let (env, labels) = (
+        engine.image_env(image).await?,
+        engine.image_labels(image).await?,
+    );
+    match host_requirement(g, image, &env, &labels)? {
         Requirement::NotMet(e) => Err(e),
         _ => Ok(()),
     }
@@ -764,5 +866,70 @@ mod tests {
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert!(parse_size("lots").is_err());
         assert!(parse_size("-1g").is_err());
+    }
+}
+
+#[cfg(test)]
+mod arch_tests {
+    use super::*;
+
+    /// The real H200 recording (2026-11-30) as the host.
+    fn h200() -> dlenv_probe::FixtureHost {
+        dlenv_probe::FixtureHost::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../dlenv-probe/tests/fixtures/hosts/h200-ubuntu-24.04"
+        ))
+    }
+
+    fn globals() -> Globals {
+        Globals {
+            printer: crate::ui::Printer {
+                json: false,
+                quiet: true,
+                verbose: 0,
+            },
+            host: None,
+            compat_db: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../dlenv-compat/data").into()),
+        }
+    }
+
+    fn labels(archs: &str) -> std::collections::HashMap<String, String> {
+        [("dlenv.gpu-archs".to_string(), archs.to_string())].into()
+    }
+
+    #[test]
+    fn an_image_without_code_for_the_gpu_is_refused_with_the_reason() {
+        let g = globals();
+        let old = labels("sm_37 sm_50 sm_60 sm_70 sm_75 sm_80 sm_86");
+        let Requirement::NotMet(e) = arch_requirement_on(&g, &h200(), "old:1", &old).unwrap()
+        else {
+            panic!("torch 1.13's archs must not pass on an H200");
+        };
+        assert_eq!(e.exit.code(), 3);
+        assert!(
+            e.message.contains("none of it runs on NVIDIA H200 (sm_90)"),
+            "{}",
+            e.message
+        );
+        assert!(e.hint.unwrap().contains("dlenv lock && dlenv build"));
+    }
+
+    #[test]
+    fn native_code_or_ptx_passes_and_no_label_is_no_check() {
+        let g = globals();
+        let real = labels("sm_75 sm_80 sm_86 sm_90 sm_100 sm_120");
+        assert!(matches!(
+            arch_requirement_on(&g, &h200(), "new:1", &real).unwrap(),
+            Requirement::Met
+        ));
+        let ptx = labels("sm_80 compute_80");
+        assert!(matches!(
+            arch_requirement_on(&g, &h200(), "ptx:1", &ptx).unwrap(),
+            Requirement::Met
+        ));
+        assert!(matches!(
+            arch_requirement_on(&g, &h200(), "plain:1", &Default::default()).unwrap(),
+            Requirement::None
+        ));
     }
 }

@@ -567,13 +567,13 @@ pub async fn import(a: ImportArgs, g: &Globals) -> Result<Exit, CliError> {
     }
     let engine = super::connect(g).await?;
     if let Some(m) = &manifest {
-        let env = bundle_config_env(&path)?;
+        let (env, labels) = bundle_config_env(&path)?;
         let image = m
             .image
             .as_ref()
             .map(|i| i.reference.clone())
             .unwrap_or_default();
-        match crate::commands::run::cuda_requirement(g, &image, &env)? {
+        match crate::commands::run::host_requirement(g, &image, &env, &labels)? {
             Requirement::NoDriver(floor) => p.warn(format!(
                 "this host has no NVIDIA driver: {image} ({floor}) will run without GPUs only"
             )),
@@ -785,20 +785,29 @@ fn bundle_members(
 }
 
 /// The image config's `Env` from a verified bundle.
-fn bundle_config_env(path: &Path) -> Result<Vec<String>, CliError> {
+/// The image config's `Env` and `Labels` from a verified bundle.
+fn bundle_config_env(
+    path: &Path,
+) -> Result<(Vec<String>, std::collections::HashMap<String, String>), CliError> {
     let config = bundle_members(path, |n| n == "config.json")?;
     let v: serde_json::Value = config
         .first()
         .and_then(|(_, d)| serde_json::from_slice(d).ok())
         .unwrap_or_default();
-    Ok(v.pointer("/config/Env")
+    let env = v
+        .pointer("/config/Env")
         .and_then(|e| e.as_array())
         .map(|a| {
             a.iter()
                 .filter_map(|x| x.as_str().map(String::from))
                 .collect()
         })
-        .unwrap_or_default())
+        .unwrap_or_default();
+    let labels = v
+        .pointer("/config/Labels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default();
+    Ok((env, labels))
 }
 
 /// Write a verified recipe bundle's files into `dir` (new or empty).
