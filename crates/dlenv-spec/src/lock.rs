@@ -268,7 +268,7 @@ impl Lock {
             env: LockedEnv {
                 name: e.name.clone(),
                 apt: e.apt.clone(),
-                pip: e.pip.clone(),
+                pip: crate::spec::pip_with_jupyter(&e.pip, spec.jupyter.enabled),
                 env: e.env.clone(),
                 run: e.run.clone(),
             },

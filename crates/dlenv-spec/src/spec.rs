@@ -134,7 +134,8 @@ impl Default for RunSpec {
 /// The `[jupyter]` table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct JupyterSpec {
-    /// Start Jupyter in the environment.
+    /// Start Jupyter in the environment (`dlenv up`); JupyterLab is installed into the
+    /// image unless `[env].pip` already names `jupyterlab` or `notebook`.
     pub enabled: bool,
 }
 
@@ -167,6 +168,10 @@ struct Canonical<'a> {
     pip: &'a [String],
     env: &'a BTreeMap<String, String>,
     run: &'a [String],
+    /// Only when enabled (it adds JupyterLab to the image), so specs without Jupyter keep
+    /// their hash.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    jupyter: bool,
 }
 
 impl Spec {
@@ -330,8 +335,9 @@ impl Spec {
     }
 
     /// The canonical text of the image-relevant part of the spec (`[env]`), as JSON.
-    /// `[run]` and `[jupyter]` are left out: they change how containers start, not what is
-    /// built, so editing them does not make the lock stale.
+    /// `[run]` is left out: it changes how containers start, not what is built, so editing
+    /// it does not make the lock stale. `[jupyter] enabled = true` is in (it adds JupyterLab
+    /// to the image, see [`pip_with_jupyter`]); a disabled or absent `[jupyter]` is not.
     pub fn canonical(&self) -> String {
         let e = &self.env;
         let fw = match &e.framework.version {
@@ -350,6 +356,7 @@ impl Spec {
             pip: &e.pip,
             env: &e.env,
             run: &e.run,
+            jupyter: self.jupyter.enabled,
         };
         serde_json::to_string(&c).expect("canonical spec serializes")
     }
@@ -364,6 +371,27 @@ impl Spec {
 fn dedup(mut v: Vec<String>) -> Vec<String> {
     v.dedup();
     v
+}
+
+/// The pip entries to install: `[env].pip`, plus `jupyterlab` when `[jupyter] enabled` and
+/// no entry already names JupyterLab or the classic notebook (`-r` files are not opened:
+/// an extra unpinned `jupyterlab` next to a pinned one in a file is harmless to pip).
+pub fn pip_with_jupyter(pip: &[String], jupyter: bool) -> Vec<String> {
+    let mut out = pip.to_vec();
+    let names_jupyter = pip.iter().any(|l| {
+        let name: String = l
+            .trim()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .collect::<String>()
+            .to_ascii_lowercase()
+            .replace('_', "-");
+        matches!(name.as_str(), "jupyterlab" | "notebook" | "jupyter")
+    });
+    if jupyter && !names_jupyter {
+        out.push("jupyterlab".into());
+    }
+    out
 }
 
 /// `-r FILE` / `--requirement FILE` / `-rFILE` → `FILE`.

@@ -543,3 +543,45 @@ fn staleness_names_what_changed() {
         [Stale::LockFormatChanged { .. }]
     ));
 }
+
+#[test]
+fn jupyter_enabled_adds_jupyterlab_unless_the_spec_names_it() {
+    use crate::spec::pip_with_jupyter;
+    let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        pip_with_jupyter(&v(&["numpy"]), true),
+        v(&["numpy", "jupyterlab"])
+    );
+    assert_eq!(pip_with_jupyter(&v(&["numpy"]), false), v(&["numpy"]));
+    for named in [
+        "jupyterlab==4.2.5",
+        "JupyterLab>=4",
+        "notebook",
+        "jupyter_lab",
+    ] {
+        let got = pip_with_jupyter(&v(&[named]), true);
+        if named == "jupyter_lab" {
+            // Not a JupyterLab spelling pip knows (`jupyter-lab` is not the project).
+            assert_eq!(got.len(), 2, "{named}");
+        } else {
+            assert_eq!(got, v(&[named]), "{named}");
+        }
+    }
+}
+
+#[test]
+fn enabling_jupyter_changes_the_spec_hash_and_disabled_specs_keep_theirs() {
+    let db = CompatDb::embedded();
+    let without = GOOD.replace("[jupyter]\nenabled = true\n", "");
+    let off = GOOD.replace("enabled = true", "enabled = false");
+    let a = Spec::load("dlenv.toml", &without, &db).unwrap();
+    let b = Spec::load("dlenv.toml", &off, &db).unwrap();
+    let c = Spec::load("dlenv.toml", GOOD, &db).unwrap();
+    assert!(!a.canonical().contains("jupyter"), "{}", a.canonical());
+    assert_eq!(a.hash(), b.hash(), "a disabled [jupyter] is the same build");
+    assert_ne!(
+        a.hash(),
+        c.hash(),
+        "enabling Jupyter adds JupyterLab to the image"
+    );
+}
