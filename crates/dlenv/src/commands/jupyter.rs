@@ -157,7 +157,8 @@ pub async fn start(
             tail.trim_end()
         ))
         .with_hint(
-            "the environment needs jupyterlab: add it to [env].pip in dlenv.toml and `dlenv build`",
+            "the environment needs JupyterLab: set `[jupyter] enabled = true` (or add jupyterlab \
+             to [env].pip) in dlenv.toml, then `dlenv lock && dlenv build`",
         ));
     }
     Ok((id, url, port))
