@@ -22,7 +22,8 @@ pub struct PushArgs {
     #[arg(value_name = "ENV|IMAGE")]
     pub what: Option<String>,
     /// Where to push it: `REGISTRY/NAME[:TAG]` (e.g. `registry.example.com/team/env:1`).
-    /// The image is tagged with it first. Default: the image's own name.
+    /// The image is tagged with it first. Default: the image's own name (required for an
+    /// environment, whose `dlenv/NAME` image name names no registry).
     #[arg(value_name = "DEST")]
     pub dest: Option<String>,
 }
@@ -182,6 +183,14 @@ fn layer_summary(o: &TransferOutcome) -> String {
 pub async fn push(a: PushArgs, g: &Globals) -> Result<Exit, CliError> {
     let started = std::time::Instant::now();
     let (image, _) = crate::commands::share::resolve_what(g, a.what.as_deref()).await?;
+    if a.dest.is_none() && image.starts_with("dlenv/") {
+        // `dlenv/NAME` would go to Docker Hub's `dlenv` namespace, which is nobody's here.
+        return Err(CliError::usage(format!(
+            "say where to push {image}: `dlenv push {} REGISTRY/NAME[:TAG]`",
+            a.what.as_deref().unwrap_or("")
+        ))
+        .with_hint("e.g. `dlenv push myenv registry.example.com/team/myenv:1`"));
+    }
     let engine = super::connect(g).await?;
     if engine.image_id(&image).await?.is_none() {
         return Err(CliError::failure(format!("no image {image} here"))

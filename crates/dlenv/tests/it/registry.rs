@@ -325,6 +325,14 @@ fn pulling_what_does_not_exist_names_the_problem() {
         "{err}"
     );
     assert!(err.contains("hint:"), "{err}");
+    // An environment needs a destination (its `dlenv/NAME` would mean Docker Hub).
+    let o = run(dlenv().args(["push", "someenv"]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("say where to push dlenv/someenv:latest"),
+        "{}",
+        stderr(&o)
+    );
     // A push of an image that is not here fails before any transfer.
     let o = run(dlenv().args([
         "push",
