@@ -5,13 +5,12 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use crate::error::BundleError;
 use crate::export::{META_LIMIT, sniff_compression};
 use crate::tarfmt::{StrictTar, tar_like};
 use crate::util::{
-    HashingReader, Progress, digest_of, link_escapes, read_full, rel_components, sha256_digest,
+    CHUNK, HashThread, HashingReader, Progress, link_escapes, read_full, rel_components,
+    sha256_digest,
 };
 use crate::verify::{parse_manifest, read_small};
 use crate::{Compression, Input, LayerEntry, MARKER_MEMBER, Manifest};
@@ -176,62 +175,6 @@ pub fn write_plain_archive(
     }
 }
 
-/// Checks a decompressed layer against its diff_id and size while it streams by.
-struct VerifyReader<'l, R> {
-    inner: R,
-    layer: &'l LayerEntry,
-    member: &'l str,
-    hasher: Option<Sha256>,
-    count: u64,
-    failure: Option<BundleError>,
-}
-
-impl<R: Read> Read for VerifyReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        let fail = |s: &mut Self, e: BundleError| {
-            let msg = e.to_string();
-            s.failure = Some(e);
-            Err(io::Error::new(io::ErrorKind::InvalidData, msg))
-        };
-        if self.count > self.layer.size {
-            let e = BundleError::SizeMismatch {
-                member: self.member.into(),
-                what: "uncompressed size".into(),
-                expected: self.layer.size,
-                actual: self.count,
-            };
-            return fail(self, e);
-        }
-        match self.hasher.as_mut() {
-            Some(h) if n > 0 => h.update(&buf[..n]),
-            Some(_) => {
-                let d = digest_of(self.hasher.take().unwrap_or_default());
-                if self.count != self.layer.size {
-                    let e = BundleError::SizeMismatch {
-                        member: self.member.into(),
-                        what: "uncompressed size".into(),
-                        expected: self.layer.size,
-                        actual: self.count,
-                    };
-                    return fail(self, e);
-                }
-                if d != self.layer.diff_id {
-                    let e = BundleError::DiffIdMismatch {
-                        member: self.member.into(),
-                        expected: self.layer.diff_id.clone(),
-                        actual: d,
-                    };
-                    return fail(self, e);
-                }
-            }
-            None => {}
-        }
-        Ok(n)
-    }
-}
-
 fn header(path: &str, size: u64, dir: bool) -> Result<tar::Header, BundleError> {
     let mut h = tar::Header::new_gnu();
     h.set_path(path)
@@ -252,14 +195,129 @@ fn bare(d: &str) -> &str {
     d.strip_prefix("sha256:").unwrap_or(d)
 }
 
+/// A layer streamed into the docker archive whose diff_id is still being hashed.
+struct Pending<'m> {
+    hasher: HashThread,
+    layer: &'m LayerEntry,
+    member: String,
+}
+
+impl Pending<'_> {
+    fn check(self) -> Result<(), BundleError> {
+        let (d, n) = self
+            .hasher
+            .finish()
+            .map_err(|e| BundleError::io(format!("hashing layer `{}`", self.member), e))?;
+        if n != self.layer.size {
+            return Err(BundleError::SizeMismatch {
+                member: self.member,
+                what: "uncompressed size".into(),
+                expected: self.layer.size,
+                actual: n,
+            });
+        }
+        if d != self.layer.diff_id {
+            return Err(BundleError::DiffIdMismatch {
+                member: self.member,
+                expected: self.layer.diff_id.clone(),
+                actual: d,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks (and removes) the pending layers whose hash is done; with `all`, waits for the rest.
+fn check_pending(pending: &mut Vec<Pending<'_>>, all: bool) -> Result<(), BundleError> {
+    let mut i = 0;
+    while i < pending.len() {
+        if all || pending[i].hasher.is_finished() {
+            pending.remove(i).check()?;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Decompresses one layer member into `out` as the tar entry `h` (header, data, padding),
+/// handing every decompressed buffer to `hasher` after writing it. Checks the size as it goes;
+/// the diff_id is checked when `hasher` is done.
+fn stream_layer(
+    r: &mut dyn Read,
+    h: &tar::Header,
+    l: &LayerEntry,
+    name: &str,
+    out: &mut dyn Write,
+    hasher: &mut HashThread,
+) -> Result<(), BundleError> {
+    let corrupt = |e: io::Error| BundleError::CorruptLayer {
+        member: name.into(),
+        reason: e.to_string(),
+    };
+    let werr = |e| {
+        BundleError::io(
+            format!("streaming layer `{name}` into the docker archive"),
+            e,
+        )
+    };
+    let mut dec = zstd::stream::read::Decoder::new(r).map_err(corrupt)?;
+    out.write_all(h.as_bytes()).map_err(werr)?;
+    let mut count = 0u64;
+    loop {
+        let mut buf = hasher.buffer();
+        let n = read_full(&mut dec, &mut buf).map_err(corrupt)?;
+        count += n as u64;
+        if count > l.size {
+            return Err(BundleError::SizeMismatch {
+                member: name.into(),
+                what: "uncompressed size".into(),
+                expected: l.size,
+                actual: count,
+            });
+        }
+        out.write_all(&buf[..n]).map_err(werr)?;
+        buf.truncate(n);
+        hasher.send(buf);
+        if n < CHUNK {
+            break;
+        }
+    }
+    if count != l.size {
+        return Err(BundleError::SizeMismatch {
+            member: name.into(),
+            what: "uncompressed size".into(),
+            expected: l.size,
+            actual: count,
+        });
+    }
+    let pad = (512 - count % 512) % 512;
+    out.write_all(&[0u8; 512][..pad as usize]).map_err(werr)?;
+    hasher.close();
+    Ok(())
+}
+
 /// Writes a legacy docker-archive (`<config hex>.json`, `<diff hex>/layer.tar`, and
 /// `manifest.json` last) for `docker load` from a bundle already checked with
-/// [`verify`](crate::verify) (pass its manifest). Layers are decompressed on the fly and every
-/// digest is checked again as it streams; on any mismatch this fails before `manifest.json` is
-/// written, so the engine refuses the partial archive. Layers left out by a delta are listed in
-/// `manifest.json` but not included.
+/// [`verify`](crate::verify) (pass its manifest). Layers are decompressed on the fly, once,
+/// and each one's diff_id and size are checked as it streams (hashing on threads of their
+/// own); the config, the marker and the recipe files are hashed again. On any mismatch, or a
+/// bundle changed since `verify`, this fails before `manifest.json` is written, so the engine
+/// refuses the partial archive. Layers left out by a delta are listed in `manifest.json` but
+/// not included.
 pub fn write_docker_archive(
     bundle: &Path,
+    m: &Manifest,
+    out: impl Write,
+) -> Result<(), BundleError> {
+    let f = File::open(bundle)
+        .map_err(|e| BundleError::io(format!("opening {}", bundle.display()), e))?;
+    write_docker_archive_reader(BufReader::with_capacity(1 << 20, f), m, out)
+}
+
+/// [`write_docker_archive`] from any reader of the bundle (bytes: the fuzzing entry point).
+pub fn write_docker_archive_reader(
+    bundle: impl Read,
     m: &Manifest,
     out: impl Write,
 ) -> Result<(), BundleError> {
@@ -274,149 +332,153 @@ pub fn write_docker_archive(
             reason: format!("image id `{}` is not a sha256 digest", img.id),
         });
     }
-    let f = File::open(bundle)
-        .map_err(|e| BundleError::io(format!("opening {}", bundle.display()), e))?;
-    let mut t = StrictTar::new(BufReader::with_capacity(1 << 20, f));
-    let mut b = tar::Builder::new(out);
+    let mut t = StrictTar::new(bundle);
+    // On an error the tar must stay unfinished: `tar::Builder` would otherwise end it (two
+    // zero blocks) when dropped, and the engine would read a well-formed archive.
+    let mut b = tar::Builder::new(Gate {
+        inner: out,
+        open: true,
+    });
     let werr = |e| BundleError::io("writing the docker archive", e);
-    let mut by_member: HashMap<&str, &LayerEntry> = HashMap::new();
-    for l in &m.layers {
-        if let Some(name) = &l.member {
-            by_member.entry(name.as_str()).or_insert(l);
+    let res = (|| {
+        let mut by_member: HashMap<&str, &LayerEntry> = HashMap::new();
+        for l in &m.layers {
+            if let Some(name) = &l.member {
+                by_member.entry(name.as_str()).or_insert(l);
+            }
         }
-    }
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut saw_manifest = false;
-    while let Some(mem) = t.next_member()? {
-        let name = mem.name.as_str();
-        if name == "manifest.json" {
-            let bytes = t.read_data(&mem, |r| read_small(r, META_LIMIT, name))?;
-            if parse_manifest(&bytes)?.manifest_sha256 != m.manifest_sha256 {
-                return Err(BundleError::Inconsistent {
-                    reason: "the bundle's manifest.json is not the verified one (was the file replaced?)".into(),
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut saw_manifest = false;
+        let mut pending: Vec<Pending<'_>> = Vec::new();
+        while let Some(mem) = t.next_member()? {
+            check_pending(&mut pending, false)?;
+            let name = mem.name.as_str();
+            if name == "manifest.json" {
+                let bytes = t.read_data(&mem, |r| read_small(r, META_LIMIT, name))?;
+                if parse_manifest(&bytes)?.manifest_sha256 != m.manifest_sha256 {
+                    return Err(BundleError::Inconsistent {
+                        reason: "the bundle's manifest.json is not the verified one (was the file replaced?)".into(),
+                    });
+                }
+                saw_manifest = true;
+                continue;
+            }
+            let expected = m
+                .members
+                .get(name)
+                .ok_or_else(|| BundleError::ExtraMember {
+                    member: name.into(),
+                })?;
+            if !seen.insert(name.to_string()) {
+                return Err(BundleError::DuplicateMember {
+                    member: name.into(),
                 });
             }
-            saw_manifest = true;
-            continue;
-        }
-        let expected = m
-            .members
-            .get(name)
-            .ok_or_else(|| BundleError::ExtraMember {
-                member: name.into(),
-            })?;
-        if !seen.insert(name.to_string()) {
-            return Err(BundleError::DuplicateMember {
-                member: name.into(),
-            });
-        }
-        let actual = if let Some(l) = by_member.get(name) {
-            let dir = bare(&l.diff_id).to_string();
-            b.append(&header(&format!("{dir}/"), 0, true)?, io::empty())
-                .map_err(werr)?;
-            let h = header(&format!("{dir}/layer.tar"), l.size, false)?;
-            let (sha, err) = t.read_data(&mem, |r| {
-                let mut hr = HashingReader::new(r);
-                let mut err = None;
-                {
-                    let dec = zstd::stream::read::Decoder::new(&mut hr).map_err(|e| {
-                        BundleError::CorruptLayer {
-                            member: name.into(),
-                            reason: e.to_string(),
-                        }
-                    })?;
-                    let mut vr = VerifyReader {
-                        inner: dec,
-                        layer: l,
-                        member: name,
-                        hasher: Some(Sha256::new()),
-                        count: 0,
-                        failure: None,
-                    };
-                    match b.append(&h, &mut vr) {
-                        Err(e) => {
-                            err = Some(vr.failure.take().unwrap_or_else(|| {
-                                BundleError::io(
-                                    format!("streaming layer `{name}` into the docker archive"),
-                                    e,
-                                )
-                            }));
-                        }
-                        Ok(()) if vr.hasher.is_some() => {
-                            err = Some(BundleError::CorruptLayer {
-                                member: name.into(),
-                                reason: "not read to its end".into(),
-                            });
-                        }
-                        Ok(()) => {}
-                    }
+            if let Some(l) = by_member.get(name) {
+                // Not hashed again: the decompressed content is what the engine gets, and its
+                // diff_id and size are checked.
+                if l.compressed_size != Some(mem.size) {
+                    return Err(BundleError::SizeMismatch {
+                        member: name.into(),
+                        what: "compressed size".into(),
+                        expected: l.compressed_size.unwrap_or(0),
+                        actual: mem.size,
+                    });
                 }
-                // Hash what is left, so that a changed member is reported as such.
-                io::copy(&mut hr, &mut io::sink())
-                    .map_err(|e| BundleError::io(format!("reading member `{name}`"), e))?;
-                Ok((hr.finish().0, err))
-            })?;
-            if sha != *expected {
+                let dir = bare(&l.diff_id).to_string();
+                b.append(&header(&format!("{dir}/"), 0, true)?, io::empty())
+                    .map_err(werr)?;
+                let h = header(&format!("{dir}/layer.tar"), l.size, false)?;
+                let mut hasher = HashThread::spawn()
+                    .map_err(|e| BundleError::io("starting a hashing thread", e))?;
+                t.read_data(&mem, |r| {
+                    stream_layer(r, &h, l, name, b.get_mut(), &mut hasher)
+                })?;
+                pending.push(Pending {
+                    hasher,
+                    layer: l,
+                    member: name.to_string(),
+                });
+                continue;
+            }
+            let actual = if name == "config.json" {
+                let data = t.read_data(&mem, |r| read_small(r, META_LIMIT, name))?;
+                let d = sha256_digest(&data);
+                if d != img.id {
+                    return Err(BundleError::ConfigMismatch {
+                        expected: img.id.clone(),
+                        actual: d,
+                    });
+                }
+                let h = header(&format!("{}.json", bare(&img.id)), data.len() as u64, false)?;
+                b.append(&h, &data[..]).map_err(werr)?;
+                d
+            } else {
+                t.read_data(&mem, |r| {
+                    let mut hr = HashingReader::new(r);
+                    io::copy(&mut hr, &mut io::sink())
+                        .map_err(|e| BundleError::io(format!("reading member `{name}`"), e))?;
+                    Ok(hr.finish().0)
+                })?
+            };
+            if &actual != expected {
                 return Err(BundleError::DigestMismatch {
                     member: name.into(),
                     expected: expected.clone(),
-                    actual: sha,
+                    actual,
                 });
             }
-            if let Some(e) = err {
-                return Err(e);
-            }
-            sha
-        } else if name == "config.json" {
-            let data = t.read_data(&mem, |r| read_small(r, META_LIMIT, name))?;
-            let d = sha256_digest(&data);
-            if d != img.id {
-                return Err(BundleError::ConfigMismatch {
-                    expected: img.id.clone(),
-                    actual: d,
-                });
-            }
-            let h = header(&format!("{}.json", bare(&img.id)), data.len() as u64, false)?;
-            b.append(&h, &data[..]).map_err(werr)?;
-            d
-        } else {
-            t.read_data(&mem, |r| {
-                let mut hr = HashingReader::new(r);
-                io::copy(&mut hr, &mut io::sink())
-                    .map_err(|e| BundleError::io(format!("reading member `{name}`"), e))?;
-                Ok(hr.finish().0)
-            })?
-        };
-        if &actual != expected {
-            return Err(BundleError::DigestMismatch {
-                member: name.into(),
-                expected: expected.clone(),
-                actual,
+        }
+        if !saw_manifest {
+            return Err(BundleError::ManifestMissing {
+                detail: String::new(),
             });
         }
+        if let Some(name) = m.members.keys().find(|n| !seen.contains(*n)) {
+            return Err(BundleError::MissingMember {
+                member: name.clone(),
+            });
+        }
+        // Every layer's diff_id, before the one member that makes the archive loadable.
+        check_pending(&mut pending, true)?;
+        let manifest = serde_json::json!([{
+            "Config": format!("{}.json", bare(&img.id)),
+            "RepoTags": img.repo_tags,
+            "Layers": m.layers.iter().map(|l| format!("{}/layer.tar", bare(&l.diff_id))).collect::<Vec<_>>(),
+        }]);
+        let bytes = serde_json::to_vec(&manifest).map_err(|e| BundleError::ManifestInvalid {
+            reason: e.to_string(),
+        })?;
+        b.append(
+            &header("manifest.json", bytes.len() as u64, false)?,
+            &bytes[..],
+        )
+        .map_err(werr)
+    })();
+    if let Err(e) = res {
+        b.get_mut().open = false;
+        return Err(e);
     }
-    if !saw_manifest {
-        return Err(BundleError::ManifestMissing {
-            detail: String::new(),
-        });
+    b.into_inner().map_err(werr)?.inner.flush().map_err(werr)
+}
+
+/// A writer that refuses everything once closed (so that nothing more reaches the engine).
+struct Gate<W> {
+    inner: W,
+    open: bool,
+}
+
+impl<W: Write> Write for Gate<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.open {
+            return Err(io::Error::other("the docker archive was abandoned"));
+        }
+        self.inner.write(buf)
     }
-    if let Some(name) = m.members.keys().find(|n| !seen.contains(*n)) {
-        return Err(BundleError::MissingMember {
-            member: name.clone(),
-        });
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.open {
+            return Ok(());
+        }
+        self.inner.flush()
     }
-    let manifest = serde_json::json!([{
-        "Config": format!("{}.json", bare(&img.id)),
-        "RepoTags": img.repo_tags,
-        "Layers": m.layers.iter().map(|l| format!("{}/layer.tar", bare(&l.diff_id))).collect::<Vec<_>>(),
-    }]);
-    let bytes = serde_json::to_vec(&manifest).map_err(|e| BundleError::ManifestInvalid {
-        reason: e.to_string(),
-    })?;
-    b.append(
-        &header("manifest.json", bytes.len() as u64, false)?,
-        &bytes[..],
-    )
-    .map_err(werr)?;
-    b.into_inner().map_err(werr)?.flush().map_err(werr)
 }

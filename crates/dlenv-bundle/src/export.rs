@@ -2,16 +2,16 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Cursor, Read};
+use std::io::{self, Cursor, Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use crate::error::BundleError;
-use crate::tarfmt::{BundleWriter, tar_like};
+use crate::tarfmt::{BundleWriter, Pending, tar_like};
 use crate::util::{
-    HashingReader, Progress, is_hex64, is_sha256_digest, read_full, read_limited, rel_components,
-    rfc3339, sha256_digest,
+    CHUNK, HashThread, Progress, is_hex64, is_sha256_digest, read_full, read_limited,
+    rel_components, rfc3339, sha256_digest,
 };
 use crate::{
     Compression, ExportOptions, FORMAT_VERSION, ImageInfo, Kind, LayerEntry, LeftOut,
@@ -25,7 +25,9 @@ pub(crate) const MANIFEST_PREFIX: &[u8] = b"{\n  \"manifest_sha256\": \"sha256:"
 
 /// Export an image: `save` is the engine's `docker save` tar stream of ONE image (docker-archive
 /// or OCI layout). Writes the bundle into `out` from its current position (the caller renames
-/// the file when this returns `Ok`). `progress` gets the number of bytes read from `save` so far.
+/// the file when this returns `Ok`); `out` must be open for reading too (a layer the stream
+/// holds twice is read back to be removed). `progress` gets the number of bytes read from
+/// `save` so far.
 pub fn export(
     save: impl Read,
     out: &mut File,
@@ -39,6 +41,7 @@ pub fn export(
     let mut st = SaveState {
         opts,
         layers: HashMap::new(),
+        unnamed: Vec::new(),
         meta: HashMap::new(),
         blobs: BTreeMap::new(),
     };
@@ -72,9 +75,10 @@ pub fn export(
     // The tar reader stops at the first zero block; read the stream to its end.
     io::copy(&mut input, &mut io::sink()).map_err(save_io)?;
 
-    let (config, repo_tags) = st.find_config()?;
+    let (config, repo_tags, sources) = st.find_config()?;
     let image_id = sha256_digest(&config);
     let diff_ids = parse_diff_ids(&config)?;
+    st.name_layers(&mut w, &diff_ids, sources.as_deref())?;
     let wanted: HashSet<&String> = diff_ids.iter().collect();
     if let Some(d) = diff_ids.iter().find(|d| !st.layers.contains_key(*d)) {
         return Err(BundleError::SaveStream {
@@ -328,6 +332,27 @@ fn open_layer<'a>(head: Vec<u8>, r: &'a mut dyn Read) -> Option<(Compression, Bo
     Some((c, Box::new(Cursor::new(h2).chain(dec))))
 }
 
+/// `blobs/sha256/<hex>` of each `layers[].digest` of an OCI image manifest.
+fn oci_layer_sources(m: &Value) -> Option<Vec<String>> {
+    m["layers"]
+        .as_array()?
+        .iter()
+        .map(|l| {
+            let hex = l["digest"].as_str()?.strip_prefix("sha256:")?;
+            is_hex64(hex).then(|| format!("blobs/sha256/{hex}"))
+        })
+        .collect()
+}
+
+/// A save-stream path as [`export`] names entries (normal components joined by `/`).
+fn normal_path(p: &str) -> Option<String> {
+    let comps = rel_components(p.as_bytes()).ok()?;
+    Some(String::from_utf8_lossy(&comps.join(&b'/')).into_owned())
+}
+
+/// What [`SaveState::find_config`] finds: config, tags, layer paths.
+type FoundConfig = (Vec<u8>, Vec<String>, Option<Vec<String>>);
+
 struct WrittenMember {
     name: String,
     sha256: String,
@@ -339,10 +364,20 @@ struct LayerRec {
     member: Option<WrittenMember>,
 }
 
+/// A compressed layer whose diff_id is not known yet (see [`SaveState::write_layer`]).
+struct Unnamed {
+    /// Its path in the save stream.
+    source: String,
+    pending: Pending,
+    size: u64,
+}
+
 struct SaveState<'o> {
     opts: &'o ExportOptions,
     /// diff_id → what became of it
     layers: HashMap<String, LayerRec>,
+    /// Written layers still to be named, in file order.
+    unnamed: Vec<Unnamed>,
     /// top-level metadata files by name
     meta: HashMap<String, Vec<u8>>,
     /// non-layer blobs (configs, manifests, indexes) by hex digest
@@ -370,7 +405,7 @@ impl SaveState<'_> {
             Class::LegacyLayer => {
                 let head = read_head(entry).map_err(save_io)?;
                 match open_layer(head, entry) {
-                    Some((_, r)) => self.write_layer(w, r)?,
+                    Some((_, r)) => self.write_layer(w, name, None, r)?,
                     None => {
                         return Err(BundleError::SaveStream {
                             reason: format!("`{name}` is not a tar"),
@@ -399,7 +434,9 @@ impl SaveState<'_> {
                         // without compressing it.
                         self.layers.insert(d, LayerRec { size, member: None });
                     }
-                    Some((_, r)) => self.write_layer(w, r)?,
+                    // An uncompressed blob's name is its diff_id.
+                    Some((Compression::None, r)) => self.write_layer(w, name, Some(d), r)?,
+                    Some((_, r)) => self.write_layer(w, name, None, r)?,
                     None => {}
                 }
             }
@@ -410,26 +447,77 @@ impl SaveState<'_> {
 
     /// Compresses one layer into the bundle, then keeps, or cuts it off again when it is to be
     /// left out or was already written.
+    ///
+    /// The layer's diff_id names its member. It is known up front for an uncompressed OCI blob
+    /// (its name); otherwise a full export finds it at the end, from the layer's position in
+    /// the image manifest and the config's `rootfs.diff_ids` ([`name_layers`]), without hashing
+    /// the layer, and a delta export, which must decide now whether to keep the layer, hashes
+    /// it on a [`HashThread`]. Reading, compressing (zstd's worker threads) and hashing the
+    /// compressed output (a thread of [`BundleWriter::add_stream`]) overlap.
+    ///
+    /// [`name_layers`]: Self::name_layers
     fn write_layer(
         &mut self,
         w: &mut BundleWriter<'_>,
-        reader: Box<dyn Read + '_>,
+        source: &str,
+        known: Option<String>,
+        mut reader: Box<dyn Read + '_>,
     ) -> Result<(), BundleError> {
         let opts = self.opts;
-        let (p, (diff_id, size)) = w.add_stream(|hw| {
+        let hash = known.is_none() && !opts.skip_diff_ids.is_empty();
+        let (p, (hashed, size)) = w.add_stream(|hw| {
             let zerr = |e| BundleError::io("compressing a layer into the bundle", e);
             let mut enc = zstd::stream::write::Encoder::new(hw, opts.level).map_err(zerr)?;
             if opts.threads > 1 {
                 enc.multithread(opts.threads).map_err(zerr)?;
             }
             enc.include_checksum(true).map_err(zerr)?;
-            let mut hr = HashingReader::new(reader);
-            io::copy(&mut hr, &mut enc).map_err(|e| {
-                BundleError::io("streaming a layer from the save stream into the bundle", e)
-            })?;
+            let mut hasher = if hash {
+                Some(
+                    HashThread::spawn()
+                        .map_err(|e| BundleError::io("starting a hashing thread", e))?,
+                )
+            } else {
+                None
+            };
+            let mut buf = vec![0u8; CHUNK];
+            let mut size = 0u64;
+            loop {
+                if let Some(h) = hasher.as_mut() {
+                    buf = h.buffer();
+                }
+                let n = read_full(&mut reader, &mut buf).map_err(|e| {
+                    BundleError::io("streaming a layer from the save stream into the bundle", e)
+                })?;
+                enc.write_all(&buf[..n]).map_err(zerr)?;
+                size += n as u64;
+                if let Some(h) = hasher.as_mut() {
+                    buf.truncate(n);
+                    h.send(std::mem::take(&mut buf));
+                }
+                if n < CHUNK {
+                    break;
+                }
+            }
             enc.finish().map_err(zerr)?;
-            Ok(hr.finish())
+            let hashed = match hasher {
+                Some(h) => Some(
+                    h.finish()
+                        .map_err(|e| BundleError::io("hashing a layer", e))?
+                        .0,
+                ),
+                None => None,
+            };
+            Ok((hashed, size))
         })?;
+        let Some(diff_id) = known.or(hashed) else {
+            self.unnamed.push(Unnamed {
+                source: source.to_string(),
+                pending: p,
+                size,
+            });
+            return Ok(());
+        };
         let std::collections::hash_map::Entry::Vacant(slot) = self.layers.entry(diff_id) else {
             return w.discard(p); // the same layer twice
         };
@@ -452,6 +540,58 @@ impl SaveState<'_> {
         Ok(())
     }
 
+    /// Names the layers written without a diff_id: the one at position `i` of `sources` (the
+    /// image manifest's layer list) is `diff_ids[i]`. A second copy of a layer (the same
+    /// diff_id under another path) is removed from the file again.
+    fn name_layers(
+        &mut self,
+        w: &mut BundleWriter<'_>,
+        diff_ids: &[String],
+        sources: Option<&[String]>,
+    ) -> Result<(), BundleError> {
+        if self.unnamed.is_empty() {
+            return Ok(());
+        }
+        let err = |reason: String| BundleError::SaveStream { reason };
+        let sources = sources
+            .filter(|s| s.len() == diff_ids.len())
+            .ok_or_else(|| {
+                err("its image manifest does not list the image's layers in order, so they cannot be told apart".into())
+            })?;
+        let mut by_source: HashMap<&str, &String> = HashMap::new();
+        for (src, d) in sources.iter().zip(diff_ids) {
+            if *by_source.entry(src.as_str()).or_insert(d) != d {
+                return Err(err(format!("`{src}` is listed as two different layers")));
+            }
+        }
+        let mut keep = Vec::new();
+        let mut drop = Vec::new();
+        for u in std::mem::take(&mut self.unnamed) {
+            let d = by_source.get(u.source.as_str()).ok_or_else(|| {
+                err(format!(
+                    "the save stream has a layer `{}` that the image manifest does not list (more than one image?)",
+                    u.source
+                ))
+            })?;
+            match self.layers.entry((*d).clone()) {
+                std::collections::hash_map::Entry::Occupied(_) => drop.push(u.pending),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    let name = layer_member_name(slot.key());
+                    slot.insert(LayerRec {
+                        size: u.size,
+                        member: Some(WrittenMember {
+                            name: name.clone(),
+                            sha256: u.pending.digest.clone(),
+                            compressed_size: u.pending.size,
+                        }),
+                    });
+                    keep.push((u.pending, name));
+                }
+            }
+        }
+        w.settle(keep, drop)
+    }
+
     fn lookup(&self, path: &str) -> Option<&Vec<u8>> {
         let comps = rel_components(path.as_bytes()).ok()?;
         let name = String::from_utf8_lossy(&comps.join(&b'/')).into_owned();
@@ -465,8 +605,9 @@ impl SaveState<'_> {
         self.blobs.get(digest.strip_prefix("sha256:")?)
     }
 
-    /// The image config and its tags.
-    fn find_config(&self) -> Result<(Vec<u8>, Vec<String>), BundleError> {
+    /// The image config, its tags, and the paths of its layers in the save stream in the
+    /// config's `rootfs.diff_ids` order (`None` where the stream does not say).
+    fn find_config(&self) -> Result<FoundConfig, BundleError> {
         let err = |reason: String| BundleError::SaveStream { reason };
         if let Some(m) = self.meta.get("manifest.json") {
             let v: Value = serde_json::from_slice(m)
@@ -499,7 +640,19 @@ impl SaveState<'_> {
                     "the config `{cfg}` named by manifest.json is not in the save stream"
                 ))
             })?;
-            return Ok((bytes.clone(), tags));
+            // Engine ≥ 25 also writes index.json, whose manifest lists compressed blobs as
+            // they are; its legacy `Layers` may not.
+            let oci = self.meta.get("index.json").and_then(|ix| {
+                let v: Value = serde_json::from_slice(ix).ok()?;
+                self.oci_manifest(&v, 0, &mut Vec::new())
+            });
+            let sources = match oci {
+                Some(m) => oci_layer_sources(&m),
+                None => arr[0]["Layers"]
+                    .as_array()
+                    .and_then(|a| a.iter().map(|p| p.as_str().and_then(normal_path)).collect()),
+            };
+            return Ok((bytes.clone(), tags, sources));
         }
         if let Some(ix) = self.meta.get("index.json") {
             let v: Value = serde_json::from_slice(ix)
@@ -511,22 +664,26 @@ impl SaveState<'_> {
                 )));
             }
             let mut tags = Vec::new();
-            let cfg = self
-                .oci_config(&v, 0, &mut tags)
+            let m = self.oci_manifest(&v, 0, &mut tags);
+            let cfg = m
+                .as_ref()
+                .and_then(|m| self.blob(m["config"]["digest"].as_str()?))
                 .ok_or_else(|| err("index.json leads to no image config".into()))?;
-            return Ok((cfg.clone(), tags));
+            return Ok((cfg.clone(), tags, m.as_ref().and_then(oci_layer_sources)));
         }
         Err(err(
             "it has neither manifest.json nor index.json: not a docker save stream".into(),
         ))
     }
 
-    fn oci_config(&self, v: &Value, depth: u32, tags: &mut Vec<String>) -> Option<&Vec<u8>> {
+    /// The image manifest (the one with a `config`, present in the stream) that an index leads
+    /// to.
+    fn oci_manifest(&self, v: &Value, depth: u32, tags: &mut Vec<String>) -> Option<Value> {
         if depth > 4 {
             return None;
         }
         if let Some(d) = v["config"]["digest"].as_str() {
-            return self.blob(d);
+            return self.blob(d).map(|_| v.clone());
         }
         for m in v["manifests"].as_array()? {
             if let Some(t) = m["annotations"]["io.containerd.image.name"].as_str()
@@ -541,7 +698,7 @@ impl SaveState<'_> {
             else {
                 continue;
             };
-            if let Some(c) = self.oci_config(&child, depth + 1, tags) {
+            if let Some(c) = self.oci_manifest(&child, depth + 1, tags) {
                 return Some(c);
             }
         }

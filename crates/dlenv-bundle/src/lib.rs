@@ -28,18 +28,25 @@
 //! sha256 of the manifest's own bytes with those 64 digits replaced by `0`s. That makes the
 //! last member self-checking; every other member is checked against `members` (path →
 //! `sha256:<hex>` of the member's bytes, for every member except `manifest.json`, including the
-//! marker), and each included layer also against its diff_id (sha256 of its decompressed
-//! content), its uncompressed `size` and its `compressed_size`. `layers` follows the config's
-//! `rootfs.diff_ids` exactly (duplicates included; a duplicated layer's entries share one
-//! member). A layer left out by a delta has `member: null` and its diff_id is listed in
-//! `left_out.diff_ids`. This is integrity, not authenticity: anyone can write a valid bundle.
+//! marker), and each included layer also against its `compressed_size` and, once
+//! decompressed, its diff_id (sha256 of its decompressed content) and uncompressed `size`.
+//! `layers` follows the config's `rootfs.diff_ids` exactly (duplicates included; a duplicated
+//! layer's entries share one member). A layer left out by a delta has `member: null` and its
+//! diff_id is listed in `left_out.diff_ids`. This is integrity, not authenticity: anyone can write a valid bundle.
 //!
 //! # Writing
 //!
 //! [`export`] streams: no full-size temporary copy. Each layer is compressed straight into the
-//! output file behind a placeholder header, hashed on the way in (diff_id, uncompressed size)
-//! and out (member sha256, compressed size); then the header is patched (name
-//! `layers/<diff_id hex>.tar.zst`, size, checksum). A layer whose diff_id turns out to be in
+//! output file behind a placeholder header (zstd's worker threads compress while this thread
+//! reads; the compressed bytes are hashed for the member's sha256 on a thread of their own);
+//! then the header is patched (name `layers/<diff_id hex>.tar.zst`, size, checksum). The
+//! diff_id is the blob's name for an uncompressed OCI layer blob. Otherwise a full export
+//! does not hash the layer: at the end of the stream, the layer's position in the image
+//! manifest (`manifest.json`'s `Layers`, or the OCI manifest's `layers`) gives its diff_id
+//! from the config's `rootfs.diff_ids` (the engine checked the layer against it while writing
+//! the stream, and import checks it again); a second copy of a layer is then removed from the
+//! file, moving what follows it down. A delta export, which must know at once, hashes such a
+//! layer (on a thread of its own) as it compresses it. A layer whose diff_id is in
 //! [`ExportOptions::skip_diff_ids`] (or already written: duplicates) is cut off again
 //! (`set_len`) and recorded as left out. In the OCI layout the blob's name already is its
 //! diff_id, so a left-out OCI layer is not even compressed; docker-archive streams from
@@ -66,15 +73,20 @@
 //!
 //! # Reading
 //!
-//! [`verify`] reads the whole bundle once, strictly (see above), and checks everything before
-//! returning the manifest; [`write_docker_archive`] then writes a legacy docker-archive
-//! (`<config hex>.json`, `<diff hex>/layer.tar`, `manifest.json` last) for `docker load`,
-//! decompressing on the fly and re-checking every digest as it goes, so a file changed after
-//! `verify` makes the stream fail before `manifest.json` is written (and `docker load` refuses
-//! an archive without it). Layers left out by a delta are referenced in `manifest.json` but not
-//! included: the classic loader skips layers it already has by chain id, so the load works
-//! when the base image is present. (The containerd image store's importer may insist on every
-//! blob; the caller should check for the base first.)
+//! [`verify`] reads the whole bundle once, strictly (see above), and checks everything but the
+//! decompressed layers before returning the manifest: it hashes the members as stored (the
+//! compressed layers among them) and checks them against the self-checking manifest, which
+//! fixes the bytes every layer decompresses to. [`write_docker_archive`] then writes a legacy
+//! docker-archive (`<config hex>.json`, `<diff hex>/layer.tar`, `manifest.json` last) for
+//! `docker load`, decompressing each layer once, on the fly, and checking its diff_id and
+//! size as it streams (the sha256 runs on a thread of its own); the config and the other small
+//! members are hashed again. So a manifest that lies consistently (right member digests,
+//! wrong diff_id or size), or a file changed after `verify`, makes the stream fail before
+//! `manifest.json` is written (and `docker load` refuses an archive without it; the caller
+//! also ends the request body with an error). Layers left out by a delta are referenced in
+//! `manifest.json` but not included: the classic loader skips layers it already has by chain
+//! id, so the load works when the base image is present. (The containerd image store's
+//! importer may insist on every blob; the caller should check for the base first.)
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -90,7 +102,10 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
-pub use archive::{check_archive, detect, open_archive, write_docker_archive, write_plain_archive};
+pub use archive::{
+    check_archive, detect, open_archive, write_docker_archive, write_docker_archive_reader,
+    write_plain_archive,
+};
 pub use error::BundleError;
 pub use export::{export, export_recipe};
 pub use util::{HashingReader, HashingWriter, hex, is_sha256_digest, sha256_digest};

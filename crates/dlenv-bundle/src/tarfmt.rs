@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use crate::error::BundleError;
-use crate::util::{HashingWriter, link_escapes, read_full, rel_components, sha256_digest};
+use crate::util::{ThreadHashingWriter, link_escapes, read_full, rel_components, sha256_digest};
 
 pub(crate) const BLOCK: u64 = 512;
 const ZEROS: [u8; 512] = [0; 512];
@@ -74,6 +74,13 @@ pub(crate) struct Pending {
     pub size: u64,
 }
 
+impl Pending {
+    /// Where the member (header, data, padding) ends.
+    fn end(&self) -> u64 {
+        self.header_pos + BLOCK + self.size + pad_len(self.size)
+    }
+}
+
 impl<'f> BundleWriter<'f> {
     pub fn new(f: &'f mut File, mtime: u64) -> Self {
         BundleWriter {
@@ -109,16 +116,20 @@ impl<'f> BundleWriter<'f> {
     }
 
     /// Writes a placeholder header, then whatever `fill` writes, then padding. The member is
-    /// not named until [`commit`](Self::commit); [`discard`](Self::discard) removes it.
+    /// not named until [`commit`](Self::commit); [`discard`](Self::discard) removes it. What
+    /// `fill` writes is hashed on a thread of its own.
     pub fn add_stream<T>(
         &mut self,
-        fill: impl FnOnce(&mut HashingWriter<&mut File>) -> Result<T, BundleError>,
+        fill: impl FnOnce(&mut ThreadHashingWriter<&mut File>) -> Result<T, BundleError>,
     ) -> Result<(Pending, T), BundleError> {
         let header_pos = self.f.stream_position().map_err(Self::werr)?;
         self.f.write_all(&ZEROS).map_err(Self::werr)?;
-        let mut hw = HashingWriter::new(&mut *self.f);
+        let mut hw = ThreadHashingWriter::new(&mut *self.f)
+            .map_err(|e| BundleError::io("starting a hashing thread", e))?;
         let t = fill(&mut hw)?;
-        let (digest, size, f) = hw.finish();
+        let (digest, size, f) = hw
+            .finish()
+            .map_err(|e| BundleError::io("hashing a bundle member", e))?;
         f.write_all(&ZEROS[..pad_len(size) as usize])
             .map_err(Self::werr)?;
         Ok((
@@ -142,6 +153,56 @@ impl<'f> BundleWriter<'f> {
         })()
         .map_err(Self::werr)?;
         self.insert(name, p.digest)
+    }
+
+    /// Names the members in `keep` and removes those in `drop` (all written by
+    /// [`add_stream`](Self::add_stream), neither committed nor discarded), moving whatever
+    /// follows a removed member down over it: the file must be open for reading too when
+    /// `drop` is not empty.
+    pub fn settle(
+        &mut self,
+        keep: Vec<(Pending, String)>,
+        mut drop: Vec<Pending>,
+    ) -> Result<(), BundleError> {
+        drop.sort_by_key(|p| p.header_pos);
+        let end = self.f.stream_position().map_err(Self::werr)?;
+        // (old position from which on data moved, by how much)
+        let mut shifts: Vec<(u64, u64)> = Vec::new();
+        let mut shift = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        for (i, d) in drop.iter().enumerate() {
+            let from = d.end();
+            let to = drop.get(i + 1).map_or(end, |n| n.header_pos);
+            shift += from - d.header_pos;
+            let mut pos = from;
+            while pos < to {
+                let n = (to - pos).min(buf.len() as u64) as usize;
+                (|| {
+                    self.f.seek(SeekFrom::Start(pos))?;
+                    self.f.read_exact(&mut buf[..n])?;
+                    self.f.seek(SeekFrom::Start(pos - shift))?;
+                    self.f.write_all(&buf[..n])
+                })()
+                .map_err(|e| BundleError::io("moving a layer within the bundle", e))?;
+                pos += n as u64;
+            }
+            shifts.push((from, shift));
+        }
+        (|| {
+            self.f.set_len(end - shift)?;
+            self.f.seek(SeekFrom::Start(end - shift)).map(|_| ())
+        })()
+        .map_err(Self::werr)?;
+        for (mut p, name) in keep {
+            let moved = shifts
+                .iter()
+                .rev()
+                .find(|(from, _)| *from <= p.header_pos)
+                .map_or(0, |(_, s)| *s);
+            p.header_pos -= moved;
+            self.commit(p, &name)?;
+        }
+        Ok(())
     }
 
     pub fn discard(&mut self, p: Pending) -> Result<(), BundleError> {

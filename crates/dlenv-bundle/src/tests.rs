@@ -207,7 +207,14 @@ fn opts(kind: Kind) -> ExportOptions {
 
 fn export_to(dir: &Path, name: &str, save: &[u8], o: &ExportOptions) -> (PathBuf, Manifest) {
     let path = dir.join(name);
-    let mut f = File::create(&path).unwrap();
+    // Read and write, like the caller's temporary file (a duplicated layer is read back).
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
     let mut last = 0;
     let m = export(save, &mut f, o, &mut |n| last = n).unwrap();
     assert_eq!(last, save.len() as u64, "progress reports every byte read");
@@ -335,6 +342,69 @@ fn full_round_trip_oci_with_big_gzip_and_duplicate_layers() {
         small, // the same content twice in rootfs.diff_ids
     ]);
     check_full_round_trip(&oci_save(&img, Some(2)), &img);
+}
+
+#[test]
+fn full_round_trip_docker_archive_with_a_layer_twice() {
+    // Engines write a repeated layer once (later ones are symlinks); one that writes it twice
+    // gets the second copy removed from the bundle (it is found only at the end, from the
+    // layer list, so what follows it in the file is moved down).
+    let a = layer_tar(&[("a", noise(70_000, 9))]);
+    let img = Image::new(vec![
+        a.clone(),
+        layer_tar(&[("b", noise(50_000, 4))]),
+        a.clone(),
+        layer_tar(&[("c", noise(30_000, 6))]),
+        a,
+    ]);
+    check_full_round_trip(&docker_archive_save(&img), &img);
+}
+
+#[test]
+fn export_trusts_the_layer_list_and_import_checks_it() {
+    // A save stream whose manifest lists two layers the wrong way round: a full export names
+    // the layers by their position (it does not hash them), so the import's stream finds out.
+    let img = Image::small();
+    let save = docker_archive_save(&img);
+    let mut b = tar::Builder::new(Vec::new());
+    for (n, d) in members(&save) {
+        if n == "manifest.json" {
+            let mut v: serde_json::Value = serde_json::from_slice(&d).unwrap();
+            v[0]["Layers"].as_array_mut().unwrap().swap(0, 1);
+            add(&mut b, &n, &serde_json::to_vec(&v).unwrap());
+        } else {
+            add(&mut b, &n, &d);
+        }
+    }
+    let swapped = b.into_inner().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, m) = export_to(dir.path(), "s.dlenv", &swapped, &opts(Kind::Full));
+    let v = verify(&path).unwrap();
+    assert_eq!(v, m);
+    let mut out = Vec::new();
+    let e = write_docker_archive(&path, &v, &mut out).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BundleError::DiffIdMismatch { .. } | BundleError::SizeMismatch { .. }
+        ),
+        "{e}"
+    );
+    assert!(unfinished(&out));
+    // A delta export hashes the layers it cannot identify (it must decide at once what to
+    // leave out), so the same stream gives a correct bundle.
+    let mut o = opts(Kind::Delta);
+    o.skip_diff_ids.insert(sha256_digest(b"not in this image"));
+    let (path, _) = export_to(dir.path(), "d.dlenv", &swapped, &o);
+    let v = verify(&path).unwrap();
+    let ids: Vec<&String> = v.layers.iter().map(|l| &l.diff_id).collect();
+    assert_eq!(ids, img.diff_ids.iter().collect::<Vec<_>>());
+    let mut out = Vec::new();
+    write_docker_archive(&path, &v, &mut out).unwrap();
+    let (_, files, layers, _) = read_docker_archive(&out);
+    for (p, want) in layers.iter().zip(&img.layers) {
+        assert_eq!(&files.iter().find(|(n, _)| n == p).unwrap().1, want);
+    }
 }
 
 #[test]
@@ -599,6 +669,10 @@ fn flipped_byte_in_layer() {
         other => panic!("unexpected {other}"),
     }
     assert!(e.to_string().contains(&member));
+    // The same through the file path, whose layer members are hashed on other threads.
+    let p = write(dir.path(), "flipped.dlenv", &bytes);
+    let e2 = verify(&p).unwrap_err();
+    assert_eq!(e2.to_string(), e.to_string());
 }
 
 #[test]
@@ -635,6 +709,7 @@ fn tampered_manifest() {
         "{e}"
     );
 
+    // A diff_id changed alone no longer matches the member's name (nor the config).
     let p = dir.path().join("t2");
     rebuild(
         &bytes,
@@ -644,13 +719,30 @@ fn tampered_manifest() {
         None,
     );
     let e = verify(&p).unwrap_err();
-    assert!(matches!(e, BundleError::DiffIdMismatch { .. }), "{e}");
+    assert!(matches!(e, BundleError::Inconsistent { .. }), "{e}");
     assert!(e.to_string().contains(&sha256_digest(b"evil")), "{e}");
 
-    let p = dir.path().join("t3");
-    rebuild(&bytes, &p, |m| m.layers[1].size += 1, None, None);
-    let e = verify(&p).unwrap_err();
-    assert!(matches!(e, BundleError::SizeMismatch { .. }), "{e}");
+    // An uncompressed size is only known once the layer is decompressed: `verify` cannot see
+    // the lie, the stream to the engine fails before its manifest.json.
+    for delta in [1i64, -1] {
+        let p = dir.path().join("t3");
+        rebuild(
+            &bytes,
+            &p,
+            |m| m.layers[1].size = m.layers[1].size.saturating_add_signed(delta),
+            None,
+            None,
+        );
+        let v = verify(&p).unwrap();
+        let mut out = Vec::new();
+        let e = write_docker_archive(&p, &v, &mut out).unwrap_err();
+        assert!(
+            matches!(&e, BundleError::SizeMismatch { what, .. } if what == "uncompressed size"),
+            "{e}"
+        );
+        assert!(!archive_names(&out).contains(&"manifest.json".to_string()));
+        assert!(unfinished(&out));
+    }
 
     let p = dir.path().join("t4");
     rebuild(
@@ -857,15 +949,109 @@ fn docker_archive_stream_rechecks_digests() {
         ),
         "{e}"
     );
-    let names: Vec<String> = tar::Archive::new(&out[..])
+    assert!(!archive_names(&out).contains(&"manifest.json".to_string()));
+    assert!(unfinished(&out));
+}
+
+/// Names of the entries of a (possibly unfinished) docker archive.
+fn archive_names(out: &[u8]) -> Vec<String> {
+    tar::Archive::new(out)
         .entries()
         .unwrap()
         .filter_map(|e| {
             e.ok()
                 .map(|e| e.path().unwrap().to_string_lossy().into_owned())
         })
-        .collect();
-    assert!(!names.contains(&"manifest.json".to_string()));
+        .collect()
+}
+
+/// Whether a docker archive stops after (or in) an entry, without the end-of-archive marker
+/// (zero blocks) that would make it a well-formed tar.
+fn unfinished(out: &[u8]) -> bool {
+    let mut off = 0;
+    while off + 512 <= out.len() {
+        let block = &out[off..off + 512];
+        if block.iter().all(|&b| b == 0) {
+            return false;
+        }
+        let size = tar::Header::from_byte_slice(block).size().unwrap() as usize;
+        off += 512 + size.div_ceil(512) * 512;
+    }
+    true
+}
+
+/// A bundle whose manifest lies about layer `i` and yet is consistent: the member's sha256 is
+/// right, but the layer's diff_id is `evil` everywhere (manifest, member name, config, image
+/// id), so only decompressing and hashing the layer finds out.
+fn lying_bundle(src: &[u8], dst: &Path, i: usize, evil: &str) {
+    let ms = members(src);
+    let mut m: Manifest = serde_json::from_slice(&ms.last().unwrap().1).unwrap();
+    let old_name = m.layers[i].member.clone().unwrap();
+    let new_name = layer_member_name(evil);
+    let config = &ms.iter().find(|(n, _)| n == "config.json").unwrap().1;
+    let mut v: serde_json::Value = serde_json::from_slice(config).unwrap();
+    v["rootfs"]["diff_ids"][i] = json!(evil);
+    let config = serde_json::to_vec(&v).unwrap();
+    m.layers[i].diff_id = evil.to_string();
+    m.layers[i].member = Some(new_name.clone());
+    m.image.as_mut().unwrap().id = sha256_digest(&config);
+    let sha = m.members.remove(&old_name).unwrap();
+    m.members.insert(new_name.clone(), sha);
+    m.members
+        .insert("config.json".into(), sha256_digest(&config));
+    let mut f = File::create(dst).unwrap();
+    let mut w = BundleWriter::new(&mut f, 0);
+    for (n, d) in &ms[..ms.len() - 1] {
+        match n.as_str() {
+            "config.json" => w.add_bytes(n, &config).unwrap(),
+            n if n == old_name => w.add_bytes(&new_name, d).unwrap(),
+            n => w.add_bytes(n, d).unwrap(),
+        }
+    }
+    let bytes = seal(&mut m).unwrap();
+    w.add_bytes("manifest.json", &bytes).unwrap();
+    w.finish().unwrap();
+}
+
+#[test]
+fn consistent_lie_about_a_diff_id_fails_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes) = good_bundle(dir.path());
+    let evil = sha256_digest(b"evil");
+    // The first layer (its hash is checked while later layers stream) and the last one.
+    for i in [0, 2] {
+        let p = dir.path().join(format!("lie{i}"));
+        lying_bundle(&bytes, &p, i, &evil);
+        // The compressed members all match the manifest: `verify` (which does not
+        // decompress) accepts it.
+        let m = verify(&p).unwrap();
+        assert_eq!(m.layers[i].diff_id, evil);
+        let mut out = Vec::new();
+        let e = write_docker_archive(&p, &m, &mut out).unwrap_err();
+        match &e {
+            BundleError::DiffIdMismatch {
+                member,
+                expected,
+                actual,
+            } => {
+                assert_eq!(member, &layer_member_name(&evil));
+                assert_eq!(expected, &evil);
+                assert_eq!(actual, &Image::small().diff_ids[i]);
+            }
+            other => panic!("layer {i}: unexpected {other}"),
+        }
+        assert!(e.hint().unwrap().contains("nothing was loaded"));
+        let names = archive_names(&out);
+        assert!(
+            names.iter().filter(|n| n.ends_with("/layer.tar")).count() > i,
+            "layer {i} was streamed: {names:?}"
+        );
+        assert!(
+            !names.contains(&"manifest.json".to_string()),
+            "layer {i}: {names:?}"
+        );
+        assert!(unfinished(&out), "layer {i}: the archive was ended");
+    }
 }
 
 /// Deterministic mutation "fuzzing": flipped and truncated bytes of a valid bundle must never
