@@ -117,8 +117,10 @@ pub enum Command {
     Export(commands::share::ExportArgs),
     /// Load a bundle (or a `docker save` archive) on this host.
     ///
-    /// Verifies every digest before the engine sees a byte, re-checks the image's CUDA
-    /// requirement against this host's driver, and restores a recipe's files.
+    /// Verifies every member's digest before the engine sees a byte, re-checks the image's
+    /// CUDA requirement and GPU code against this host's driver and GPUs, checks each
+    /// layer's diff id while streaming (no image is left if one fails), and restores a
+    /// recipe's files.
     Import(commands::share::ImportArgs),
     /// Push an environment or image to a registry.
     ///

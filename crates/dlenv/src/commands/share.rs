@@ -4,8 +4,10 @@
 //! multithreaded zstd, its config, optionally the recipe (spec, lock, Dockerfile), the
 //! exporting host's facts and a manifest with a sha256 for every member. Export streams
 //! from the engine into a temporary file next to the output and renames it only when
-//! complete; import verifies every digest before the engine sees a byte, re-checks the
-//! image's CUDA requirement against this host, then streams it into the engine.
+//! complete. Import verifies every member's digest before the engine sees a byte,
+//! re-checks the image's CUDA requirement and GPU code against this host, then streams it
+//! into the engine, checking each layer's diff id on the way; the archive's `manifest.json`
+//! comes last, so a layer that fails its check leaves no image behind.
 
 use std::collections::HashSet;
 use std::io::Read;
