@@ -286,6 +286,9 @@ fn classify(name: &str) -> Class {
     match parts.as_slice() {
         [f] if f.ends_with(".json") || *f == "repositories" || *f == "oci-layout" => Class::Meta,
         [_, "layer.tar"] => Class::LegacyLayer,
+        // Podman's `save` names each layer `<diff_id hex>.tar` at the top level; its
+        // manifest.json lists them by that name, like Docker's `<v1 id>/layer.tar`.
+        [f] if f.strip_suffix(".tar").is_some_and(is_hex64) => Class::LegacyLayer,
         ["blobs", "sha256", h] if is_hex64(h) => Class::Blob(h.to_string()),
         _ => Class::Other,
     }

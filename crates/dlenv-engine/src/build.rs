@@ -267,14 +267,19 @@ impl Engine {
             error = Some(format!("engine answered {status}: {text}"));
         }
         if let Some(message) = error {
-            return Err(EngineError::Build(Box::new(progress.failure(message))));
+            let failure = if progress.names.is_empty() && classic.steps > 0 {
+                classic.failure(message)
+            } else {
+                progress.failure(message)
+            };
+            return Err(EngineError::Build(Box::new(failure)));
         }
         let image_id =
             image_id.ok_or_else(|| local("the engine did not report an image id".into()))?;
         Ok(BuildOutcome {
             image_id,
-            steps,
-            cached_steps: progress.cached.len(),
+            steps: steps + classic.steps,
+            cached_steps: progress.cached.len() + classic.cached,
         })
     }
 
@@ -366,12 +371,21 @@ struct VertexLog {
     msg: Vec<u8>,
 }
 
-/// Progress from a classic builder: `STEP n/m: …` / `Step n/m : …` lines start steps,
-/// everything else is output of the current step.
+/// Progress from a classic builder: `STEP n/m: …` (Buildah) / `Step n/m : …` (Docker)
+/// lines start steps, ` ---> Using cache` (Docker) / `--> Using cache ID` (Buildah) marks
+/// the current one as cached, everything else is output of the current step.
 #[derive(Default)]
 struct ClassicStream {
     step: String,
     partial: String,
+    /// Steps seen.
+    steps: usize,
+    /// Steps taken from the cache.
+    cached: usize,
+    /// Whether the current step was already counted as cached.
+    step_cached: bool,
+    /// The current step's last lines.
+    tail: VecDeque<String>,
 }
 
 impl ClassicStream {
@@ -384,23 +398,47 @@ impl ClassicStream {
                 continue;
             }
             let lower = line.to_ascii_lowercase();
+            let trimmed = line.trim_start();
             if lower.starts_with("step ") {
                 self.step = line.to_string();
+                self.steps += 1;
+                self.step_cached = false;
+                self.tail.clear();
                 on_event(BuildEvent::Step {
                     name: self.step.clone(),
                     cached: false,
                 });
-            } else if line.trim() == "---> Using cache" || line.trim() == "--> Using cache" {
+            } else if trimmed.starts_with("---> Using cache")
+                || trimmed.starts_with("--> Using cache")
+            {
+                if !self.step_cached && self.steps > 0 {
+                    self.step_cached = true;
+                    self.cached += 1;
+                }
                 on_event(BuildEvent::Step {
                     name: self.step.clone(),
                     cached: true,
                 });
             } else {
+                if self.tail.len() == TAIL_LINES {
+                    self.tail.pop_front();
+                }
+                self.tail.push_back(line.to_string());
                 on_event(BuildEvent::Log {
                     step: self.step.clone(),
                     line: line.to_string(),
                 });
             }
+        }
+    }
+
+    /// A failure, named after the step that was running (classic builders stop at the
+    /// failing step).
+    fn failure(&self, message: String) -> BuildFailure {
+        BuildFailure {
+            step: (!self.step.is_empty()).then(|| self.step.clone()),
+            message,
+            tail: self.tail.iter().cloned().collect(),
         }
     }
 }
@@ -609,6 +647,41 @@ mod tests {
                 line: "hi".into()
             }
         );
+    }
+
+    #[test]
+    fn buildah_cache_hits_and_failures_are_counted_and_named() {
+        // As Podman 4.3's compat /build streams them.
+        let mut c = ClassicStream::default();
+        let mut ev = Vec::new();
+        c.lines(
+            "STEP 1/3: FROM dlenv/base:debian-bookworm\n\
+             STEP 2/3: ARG DEBIAN_FRONTEND=noninteractive\n\
+             --> Using cache c0746156ee9aecb16a7eb6767336bbb43b7b60a3287ea4a70f10eb1bb953b71a\n\
+             --> c0746156ee9\n\
+             STEP 3/3: RUN apt-get install -y nope\n\
+             E: Unable to locate package nope\n",
+            &mut |e| ev.push(e),
+        );
+        assert_eq!((c.steps, c.cached), (3, 1));
+        assert!(ev.contains(&BuildEvent::Step {
+            name: "STEP 2/3: ARG DEBIAN_FRONTEND=noninteractive".into(),
+            cached: true
+        }));
+        let f =
+            c.failure("building at STEP \"RUN apt-get install -y nope\": exit status 100".into());
+        assert_eq!(
+            f.step.as_deref(),
+            Some("STEP 3/3: RUN apt-get install -y nope")
+        );
+        assert_eq!(f.tail, vec!["E: Unable to locate package nope".to_string()]);
+        // Docker's classic builder.
+        let mut d = ClassicStream::default();
+        d.lines(
+            "Step 1/2 : FROM x\n ---> Using cache\n ---> 1234\n",
+            &mut |_| {},
+        );
+        assert_eq!((d.steps, d.cached), (1, 1));
     }
 
     #[test]

@@ -11,12 +11,11 @@ use bollard::models::{
     PortBinding, ResourcesUlimits,
 };
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 
-use crate::{Engine, EngineError, MANAGED_LABEL};
+use crate::{Engine, EngineError, EngineKind, MANAGED_LABEL};
 
 /// Which GPUs a container gets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -201,8 +200,38 @@ impl ContainerSpec {
     }
 }
 
-/// The Engine API body for `spec`. Pure, so the exact request is unit-tested.
+/// The Engine API body for `spec`, as Docker takes it. Pure, so the exact request is
+/// unit-tested.
 pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    create_body_for(spec, EngineKind::Docker)
+}
+
+/// tmpfs options as `kind` accepts them. Podman (4.x and later) refuses Docker's `uid=` and
+/// `gid=` tmpfs options ("unknown mount option"); its `U` option chowns the tmpfs to the
+/// container's user instead, which is the same thing for dlenv, whose tmpfs owners are
+/// always the container's user.
+fn tmpfs_options(options: &str, kind: EngineKind) -> String {
+    if kind == EngineKind::Docker {
+        return options.to_string();
+    }
+    let mut owner = false;
+    let mut kept: Vec<&str> = Vec::new();
+    for o in options.split(',').filter(|o| !o.is_empty()) {
+        if o.starts_with("uid=") || o.starts_with("gid=") {
+            owner = true;
+        } else {
+            kept.push(o);
+        }
+    }
+    if owner && !kept.contains(&"U") {
+        kept.push("U");
+    }
+    kept.join(",")
+}
+
+/// The Engine API body for `spec`, in the dialect of `kind`. Pure, so the exact request is
+/// unit-tested.
+pub fn create_body_for(spec: &ContainerSpec, kind: EngineKind) -> ContainerCreateBody {
     let device_requests = match (&spec.gpus, spec.gpu_mode.unwrap_or(GpuMode::NvidiaDriver)) {
         (None | Some(GpuRequest::None), _) => None,
         (Some(g), GpuMode::NvidiaDriver) => {
@@ -307,13 +336,36 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             tmpfs: (!spec.tmpfs.is_empty()).then(|| {
                 spec.tmpfs
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.clone(), tmpfs_options(v, kind)))
                     .collect()
             }),
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+/// `RLIMIT_NOFILE` (how Podman reports a ulimit) → `nofile` (how requests name it).
+fn ulimit_name(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    lower
+        .strip_prefix("rlimit_")
+        .map(str::to_string)
+        .unwrap_or(lower)
+}
+
+/// The engine's `defaults`, with `own` replacing those of the same name.
+fn merge_ulimits(
+    defaults: &[(String, i64, i64)],
+    own: &[(String, i64, i64)],
+) -> Vec<(String, i64, i64)> {
+    let named = |n: &str| own.iter().any(|(o, _, _)| ulimit_name(o) == ulimit_name(n));
+    defaults
+        .iter()
+        .filter(|(n, _, _)| !named(n))
+        .chain(own)
+        .cloned()
+        .collect()
 }
 
 /// One of dlenv's containers.
@@ -333,6 +385,68 @@ pub struct ContainerLine {
     pub labels: HashMap<String, String>,
     /// Published ports as `host_ip:host_port->container_port`.
     pub ports: Vec<String>,
+}
+
+/// A container of `GET /containers/json`, read leniently (see `list_with_label`).
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct SummaryJson {
+    id: Option<String>,
+    names: Option<Vec<String>>,
+    image: Option<String>,
+    state: Option<String>,
+    status: Option<String>,
+    labels: Option<HashMap<String, String>>,
+    ports: Option<Vec<PortJson>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct PortJson {
+    #[serde(rename = "IP")]
+    ip: Option<String>,
+    private_port: u16,
+    public_port: Option<u16>,
+}
+
+impl From<SummaryJson> for ContainerLine {
+    fn from(c: SummaryJson) -> Self {
+        Self {
+            id: c.id.unwrap_or_default(),
+            names: c
+                .names
+                .unwrap_or_default()
+                .into_iter()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .collect(),
+            image: c.image.unwrap_or_default(),
+            state: docker_state(c.state.as_deref().unwrap_or_default()).to_string(),
+            status: c.status.unwrap_or_default(),
+            labels: c.labels.unwrap_or_default(),
+            ports: c
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| {
+                    Some(format!(
+                        "{}:{}->{}",
+                        p.ip.unwrap_or_default(),
+                        p.public_port?,
+                        p.private_port
+                    ))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Docker's name for a container state: Podman's `stopped` (the process exited, the
+/// container is not cleaned up yet) is Docker's `exited`.
+fn docker_state(state: &str) -> &str {
+    match state {
+        "stopped" => "exited",
+        other => other,
+    }
 }
 
 impl From<ContainerSummary> for ContainerLine {
@@ -369,15 +483,68 @@ impl From<ContainerSummary> for ContainerLine {
 impl Engine {
     /// Create a container (not started). Returns its id.
     pub async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        let merged;
+        let spec = if self.replaces_default_ulimits() && !spec.ulimits.is_empty() {
+            merged = ContainerSpec {
+                ulimits: merge_ulimits(&self.default_ulimits(&spec.image).await?, &spec.ulimits),
+                ..spec.clone()
+            };
+            &merged
+        } else {
+            spec
+        };
         let mut opts = CreateContainerOptionsBuilder::new();
         if let Some(n) = &spec.name {
             opts = opts.name(n);
         }
         self.docker
-            .create_container(Some(opts.build()), create_body(spec))
+            .create_container(Some(opts.build()), create_body_for(spec, self.kind))
             .await
             .map(|r| r.id)
             .map_err(|e| EngineError::api(format!("create a container from {}", spec.image), e))
+    }
+
+    /// Whether a container's own ulimits *replace* the engine's default ones instead of
+    /// being added to them: so on Podman before 4.5, whose compat API then drops the
+    /// `default_ulimits` of containers.conf (and falls back to nofile=1048576, which hosts
+    /// without CAP_SYS_RESOURCE refuse) as soon as a request names any ulimit. Docker and
+    /// later Podman keep the defaults for the limits a request does not name.
+    fn replaces_default_ulimits(&self) -> bool {
+        self.kind == EngineKind::Podman && self.version_below(4, 5)
+    }
+
+    /// The ulimits the engine gives a container that names none, read from a container
+    /// created (never started) for the purpose and removed again.
+    async fn default_ulimits(&self, image: &str) -> Result<Vec<(String, i64, i64)>, EngineError> {
+        let probe = ContainerSpec::simple(image, &["true"], None);
+        let id = self
+            .docker
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                create_body_for(&probe, self.kind),
+            )
+            .await
+            .map(|r| r.id)
+            .map_err(|e| EngineError::api(format!("create a container from {image}"), e))?;
+        let path = format!("/v{}/containers/{id}/json", self.api_version);
+        let inspected = self
+            .get_json::<serde_json::Value>("read the engine's default ulimits", &path)
+            .await;
+        let _ = self.remove_container(&id).await;
+        let ulimits = inspected?
+            .pointer("/HostConfig/Ulimits")
+            .and_then(|u| u.as_array().cloned())
+            .unwrap_or_default();
+        Ok(ulimits
+            .iter()
+            .filter_map(|u| {
+                Some((
+                    ulimit_name(u.get("Name")?.as_str()?),
+                    u.get("Soft")?.as_i64()?,
+                    u.get("Hard")?.as_i64()?,
+                ))
+            })
+            .collect())
     }
 
     /// Start a created container.
@@ -405,19 +572,22 @@ impl Engine {
 
     /// Whether the container exists and is running.
     pub async fn is_running(&self, id: &str) -> Result<bool, EngineError> {
+        // Raw JSON for the same reason as the container list (Podman's `stopped`).
+        let path = format!(
+            "/v{}/containers/{}/json",
+            self.api_version,
+            crate::build::percent_encode(id)
+        );
         match self
-            .docker
-            .inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
+            .get_json::<serde_json::Value>(&format!("inspect container {id}"), &path)
             .await
         {
-            Ok(c) => Ok(c.state.and_then(|s| s.running).unwrap_or(false)),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(EngineError::api(format!("inspect container {id}"), e)),
+            Ok(c) => Ok(c
+                .pointer("/State/Running")
+                .and_then(|r| r.as_bool())
+                .unwrap_or(false)),
+            Err(e) if e.status_code() == Some(404) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -443,24 +613,63 @@ impl Engine {
         self.list_with_label(None).await
     }
 
+    /// Read through the engine's JSON directly rather than bollard's models: Podman's
+    /// compat API reports states Docker does not have (`stopped`: exited, not yet cleaned
+    /// up), which bollard's state enum refuses, failing the whole list.
     async fn list_with_label(
         &self,
         label: Option<&str>,
     ) -> Result<Vec<ContainerLine>, EngineError> {
-        let mut filters = HashMap::new();
+        let mut path = format!("/v{}/containers/json?all=1", self.api_version);
         if let Some(l) = label {
-            filters.insert("label".to_string(), vec![l.to_string()]);
+            let filters = serde_json::json!({ "label": [l] }).to_string();
+            path.push_str(&format!(
+                "&filters={}",
+                crate::build::percent_encode(&filters)
+            ));
         }
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(|e| EngineError::api("list containers", e))?;
+        let list: Vec<SummaryJson> = self.get_json("list containers", &path).await?;
         Ok(list.into_iter().map(ContainerLine::from).collect())
+    }
+
+    /// GET `path` and parse the JSON answer; an error status becomes the same
+    /// [`EngineError::Api`] bollard would have returned.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+    ) -> Result<T, EngineError> {
+        use http_body_util::BodyExt;
+        let local = |message: String| EngineError::Local {
+            what: what.to_string(),
+            message,
+        };
+        let req = http::Request::get(path)
+            .header(http::header::HOST, "docker")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .map_err(|e| local(e.to_string()))?;
+        let response = self.raw_send(req).await.map_err(local)?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| local(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("message")?.as_str().map(String::from))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+            return Err(EngineError::api(
+                what,
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: status.as_u16(),
+                    message,
+                },
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| local(format!("the engine's answer: {e}")))
     }
 
     /// Attach to a created container, start it, copy its output to this process's stdout
@@ -675,6 +884,63 @@ mod tests {
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(binding.host_port.as_deref(), Some("8888"));
         assert_eq!(b.exposed_ports, Some(vec!["8888/tcp".to_string()]));
+    }
+
+    #[test]
+    fn podman_gets_its_own_tmpfs_owner_option() {
+        let mut s = ContainerSpec {
+            image: "i".into(),
+            user: Some("1000:1000".into()),
+            ..Default::default()
+        };
+        s.tmpfs
+            .insert("/home/dlenv".into(), "uid=1000,gid=1000,mode=0700".into());
+        let tmpfs = |k| create_body_for(&s, k).host_config.unwrap().tmpfs.unwrap();
+        assert_eq!(
+            tmpfs(EngineKind::Docker)["/home/dlenv"],
+            "uid=1000,gid=1000,mode=0700"
+        );
+        assert_eq!(tmpfs(EngineKind::Podman)["/home/dlenv"], "mode=0700,U");
+        assert_eq!(tmpfs_options("size=64m", EngineKind::Podman), "size=64m");
+        assert_eq!(tmpfs_options("uid=1,U", EngineKind::Podman), "U");
+    }
+
+    #[test]
+    fn podman_container_lists_parse_with_its_own_states() {
+        // From Podman 4.3's GET /containers/json (abridged): `stopped` is not a Docker
+        // state, and bollard's model refuses it.
+        let json = r#"[{"Id":"7d63","Names":["/pm-run"],"Image":"localhost/bb:latest",
+            "State":"stopped","Status":"Exited (0) 1 second ago","Labels":{"dlenv.managed":"true"},
+            "Ports":[{"IP":"127.0.0.1","PrivatePort":8000,"PublicPort":18931,"Type":"tcp"}]},
+            {"Id":"8e46","Names":["/x"],"Image":"i","State":"running","Status":"Up",
+            "Labels":null,"Ports":null}]"#;
+        let list: Vec<SummaryJson> = serde_json::from_str(json).unwrap();
+        let lines: Vec<ContainerLine> = list.into_iter().map(ContainerLine::from).collect();
+        assert_eq!(lines[0].state, "exited");
+        assert_eq!(lines[0].names, vec!["pm-run".to_string()]);
+        assert_eq!(lines[0].ports, vec!["127.0.0.1:18931->8000".to_string()]);
+        assert_eq!(lines[1].state, "running");
+        assert!(lines[1].labels.is_empty() && lines[1].ports.is_empty());
+    }
+
+    #[test]
+    fn own_ulimits_replace_only_the_defaults_they_name() {
+        let defaults = vec![
+            ("RLIMIT_NOFILE".to_string(), 20000, 20000),
+            ("RLIMIT_NPROC".to_string(), 32768, 32768),
+            ("RLIMIT_STACK".to_string(), 8 << 20, -1),
+        ];
+        let own = vec![("stack".to_string(), 64 << 20, 64 << 20)];
+        assert_eq!(
+            merge_ulimits(&defaults, &own),
+            vec![
+                ("RLIMIT_NOFILE".to_string(), 20000, 20000),
+                ("RLIMIT_NPROC".to_string(), 32768, 32768),
+                ("stack".to_string(), 64 << 20, 64 << 20),
+            ]
+        );
+        assert_eq!(ulimit_name("RLIMIT_MEMLOCK"), "memlock");
+        assert_eq!(ulimit_name("nofile"), "nofile");
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub use auth::{AuthError, RegistryAuth};
 pub use build::{BuildEvent, BuildFailure, BuildOutcome, BuildSpec};
 pub use containers::{
     ContainerLine, ContainerSpec, GpuMode, GpuRequest, MountSpec, PortSpec, create_body,
+    create_body_for,
 };
 pub use endpoint::{Discovery, Endpoint, EndpointSource, context_meta_path};
 pub use error::{Attempt, AttemptFailure, EngineError};
@@ -146,6 +147,12 @@ impl Engine {
         &self.version
     }
 
+    /// Whether the engine's version is below `major.minor` (an unreadable version is taken
+    /// as new). For Podman features that its compat API gained in a given release.
+    pub fn version_below(&self, major: u64, minor: u64) -> bool {
+        version_below(&self.version, (major, minor))
+    }
+
     /// The engine's (maximum) API version.
     pub fn api_version(&self) -> &str {
         &self.api_version
@@ -162,5 +169,35 @@ impl Engine {
         self.docker
             .clone()
             .with_timeout(Duration::from_secs(60 * 60))
+    }
+}
+
+/// Whether a version string such as `4.3.1`, `4.4.0-rc1` or `20.10.24+dfsg1` is below
+/// `major.minor` (an unreadable one is taken as new).
+fn version_below(version: &str, (major, minor): (u64, u64)) -> bool {
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u64>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) < (major, minor),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_below;
+
+    #[test]
+    fn versions_compare_by_major_and_minor() {
+        assert!(version_below("4.3.1", (4, 5)));
+        assert!(version_below("4.4.0-rc1", (4, 5)));
+        assert!(!version_below("4.5.0", (4, 5)));
+        assert!(!version_below("5.0.3", (4, 5)));
+        assert!(version_below("5.3.2", (5, 4)));
+        assert!(!version_below("5.4.0", (5, 4)));
+        assert!(!version_below("20.10.24+dfsg1", (5, 4)));
+        assert!(!version_below("", (5, 4)));
+        assert!(!version_below("dev", (5, 4)));
     }
 }

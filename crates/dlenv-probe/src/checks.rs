@@ -711,14 +711,17 @@ fn engine(f: &HostFacts, out: &mut Vec<Check>) {
             "engine.install",
             g,
             Status::Pass,
+            // The package of the engine that answered: a host can have both Docker and
+            // Podman installed.
             match (
+                e.is_podman(),
                 f.packages.get("docker-ce"),
                 f.packages.get("docker.io"),
                 f.packages.get("podman"),
             ) {
-                (Some(v), _, _) => format!("docker-ce {v} (Docker's repository)"),
-                (None, Some(v), _) => format!("docker.io {v} (distribution package)"),
-                (None, None, Some(v)) => format!("podman {v}"),
+                (true, _, _, Some(v)) => format!("podman {v} (package)"),
+                (false, Some(v), _, _) => format!("docker-ce {v} (Docker's repository)"),
+                (false, None, Some(v), _) => format!("docker.io {v} (distribution package)"),
                 _ => "engine installed outside the package manager".into(),
             },
         )
@@ -746,6 +749,21 @@ fn engine(f: &HostFacts, out: &mut Vec<Check>) {
                 e.version.as_deref().unwrap_or("?")
             ),
         ),
+        _ if e.is_podman() && e.version_below(5, 4) => {
+            let summary = format!(
+                "Podman {}: its Docker-compatible API ignores GPU (CDI) device requests before \
+                 5.4, so `dlenv run --gpus` refuses on it",
+                e.version.as_deref().unwrap_or("?")
+            );
+            if has_driver {
+                Check::new("engine.version", g, Status::Warn, summary).fix(
+                    "upgrade Podman to 5.4 or later, or use Docker with the NVIDIA Container \
+                     Toolkit: sudo dlenv setup --yes",
+                )
+            } else {
+                Check::new("engine.version", g, Status::Pass, summary)
+            }
+        }
         _ => Check::new(
             "engine.version",
             g,

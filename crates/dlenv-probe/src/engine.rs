@@ -93,6 +93,20 @@ impl EngineFacts {
         self.endpoint.as_deref()?.strip_prefix("unix://")
     }
 
+    /// Whether the engine's version is below `major.minor` (unknown or unreadable: no).
+    pub fn version_below(&self, major: u32, minor: u32) -> bool {
+        let Some(v) = self.version.as_deref() else {
+            return false;
+        };
+        let mut parts = v
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse::<u32>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(a), Some(b)) => (a, b) < (major, minor),
+            _ => false,
+        }
+    }
+
     /// The engine's major version number (`27` of `27.3.1`, `20` of `20.10.24+dfsg1`).
     pub fn major_version(&self) -> Option<u32> {
         self.version.as_deref()?.split('.').next()?.parse().ok()

@@ -208,14 +208,21 @@ impl Builder<'_> {
         self.line(text);
     }
 
+    /// The apt caches. Only one is `locked`: every apt `RUN` mounts both, so that lock
+    /// alone keeps two builds from running apt on them at once. It is the *last* cache
+    /// mount and it is not the lists one, for Buildah before 1.29 (Podman before 4.4, e.g.
+    /// Debian 12's): it releases only the locks of a `RUN`'s last cache mount, and it keeps
+    /// its lock file inside the cache directory, where `apt-get update` deletes unknown
+    /// files from the lists. Either way its service process then waits forever in the next
+    /// build.
     fn apt_mounts(&self) -> Vec<String> {
         vec![
             format!(
-                "type=cache,id=dlenv-apt-cache-{},target=/var/cache/apt,sharing=locked",
+                "type=cache,id=dlenv-apt-lists-{},target=/var/lib/apt/lists,sharing=shared",
                 self.distro
             ),
             format!(
-                "type=cache,id=dlenv-apt-lists-{},target=/var/lib/apt/lists,sharing=locked",
+                "type=cache,id=dlenv-apt-cache-{},target=/var/cache/apt,sharing=locked",
                 self.distro
             ),
         ]

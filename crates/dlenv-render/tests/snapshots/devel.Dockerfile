@@ -20,8 +20,8 @@ ARG DEBIAN_FRONTEND=noninteractive
 # System packages, in one layer: CA certificates, the distribution's Python and venv,
 # and the spec's apt packages. The package lists live in a build cache mount, so they
 # never enter the image.
-RUN --mount=type=cache,id=dlenv-apt-cache-ubuntu-24.04,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,id=dlenv-apt-lists-ubuntu-24.04,target=/var/lib/apt/lists,sharing=locked \
+RUN --mount=type=cache,id=dlenv-apt-lists-ubuntu-24.04,target=/var/lib/apt/lists,sharing=shared \
+    --mount=type=cache,id=dlenv-apt-cache-ubuntu-24.04,target=/var/cache/apt,sharing=locked \
     apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv build-essential
 

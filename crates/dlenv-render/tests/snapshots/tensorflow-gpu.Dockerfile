@@ -25,8 +25,8 @@ ARG DEBIAN_FRONTEND=noninteractive
 # System packages, in one layer: CA certificates, the distribution's Python and venv,
 # and the spec's apt packages. The package lists live in a build cache mount, so they
 # never enter the image.
-RUN --mount=type=cache,id=dlenv-apt-cache-ubuntu-24.04,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,id=dlenv-apt-lists-ubuntu-24.04,target=/var/lib/apt/lists,sharing=locked \
+RUN --mount=type=cache,id=dlenv-apt-lists-ubuntu-24.04,target=/var/lib/apt/lists,sharing=shared \
+    --mount=type=cache,id=dlenv-apt-cache-ubuntu-24.04,target=/var/cache/apt,sharing=locked \
     --mount=type=bind,source=.dlenv/ca-bundle.pem,target=/run/dlenv/ca-bundle.pem \
     apt-get -o Acquire::https::CAInfo=/run/dlenv/ca-bundle.pem update \
  && apt-get -o Acquire::https::CAInfo=/run/dlenv/ca-bundle.pem install -y --no-install-recommends ca-certificates python3 python3-venv

@@ -18,7 +18,9 @@ use bollard::query_parameters::{
 use clap::Args;
 use futures_util::StreamExt;
 
-use dlenv_engine::{AttemptFailure, Discovery, Engine, EngineError, EngineReport, MANAGED_LABEL};
+use dlenv_engine::{
+    AttemptFailure, Discovery, Engine, EngineError, EngineKind, EngineReport, MANAGED_LABEL,
+};
 use dlenv_probe::{Check, EngineFacts, EngineFailure, LiveHost, RecordingHost, Report, Status};
 
 use crate::cli::Globals;
@@ -243,10 +245,16 @@ async fn pick_local_image(engine: &Engine) -> Result<Option<String>, String> {
         .flat_map(|i| i.repo_tags)
         .filter(|t| t != "<none>:<none>")
         .collect();
+    // Podman names local images `localhost/…` and Docker Hub ones `docker.io/…`.
+    let bare = |t: &str| {
+        t.strip_prefix("localhost/")
+            .or_else(|| t.strip_prefix("docker.io/"))
+            .unwrap_or(t)
+            .to_string()
+    };
     Ok(SMOKE_IMAGES
         .iter()
-        .find(|want| tags.iter().any(|t| t == *want))
-        .map(|s| s.to_string())
+        .find_map(|want| tags.iter().find(|t| bare(t) == *want).cloned())
         .or_else(|| {
             let mut t = tags.clone();
             t.sort();
@@ -265,8 +273,36 @@ fn smoke_check(status: Status, summary: impl Into<String>) -> Check {
     }
 }
 
-/// Start a throw-away container with `--gpus all`'s device request and report.
+/// Start a throw-away container with the GPU request `dlenv run --gpus all` would send
+/// (Docker: `--gpus all`'s device request; Podman: the CDI device `nvidia.com/gpu=all`) and
+/// report.
 async fn smoke(engine: &Engine, r: &Report) -> Check {
+    let podman = engine.kind() == EngineKind::Podman;
+    if podman && engine.version_below(5, 4) {
+        // Its compat API drops every device request: a container would start without
+        // GPUs and prove nothing.
+        let has_driver = r.facts.nvidia.driver_present();
+        let mut c = smoke_check(
+            if has_driver {
+                Status::Warn
+            } else {
+                Status::Skip
+            },
+            format!(
+                "skipped: Podman {} ignores GPU (CDI) requests over the Docker API (they arrive \
+                 in 5.4), so a container would run without GPUs and prove nothing",
+                engine.version()
+            ),
+        );
+        if has_driver {
+            c.fix = Some(
+                "upgrade Podman to 5.4 or later, or use Docker with the NVIDIA Container \
+                 Toolkit: sudo dlenv setup --yes"
+                    .into(),
+            );
+        }
+        return c;
+    }
     let image = match pick_local_image(engine).await {
         Ok(Some(i)) => i,
         Ok(None) => {
@@ -288,12 +324,22 @@ async fn smoke(engine: &Engine, r: &Report) -> Check {
         ])),
         network_disabled: Some(true),
         host_config: Some(HostConfig {
-            // Exactly what `docker run --gpus all` sends.
-            device_requests: Some(vec![DeviceRequest {
-                driver: Some(String::new()),
-                count: Some(-1),
-                capabilities: Some(vec![vec!["gpu".into()]]),
-                ..Default::default()
+            device_requests: Some(vec![if podman {
+                // What `dlenv run --gpus all` sends to Podman (it reads driver `cdi` only).
+                DeviceRequest {
+                    driver: Some("cdi".into()),
+                    device_ids: Some(vec!["nvidia.com/gpu=all".into()]),
+                    capabilities: Some(vec![vec!["cdi".into()]]),
+                    ..Default::default()
+                }
+            } else {
+                // Exactly what `docker run --gpus all` sends.
+                DeviceRequest {
+                    driver: Some(String::new()),
+                    count: Some(-1),
+                    capabilities: Some(vec![vec!["gpu".into()]]),
+                    ..Default::default()
+                }
             }]),
             network_mode: Some("none".into()),
             ..Default::default()

@@ -53,17 +53,24 @@ async fn info(g: &Globals) -> Result<Exit, CliError> {
         _ => String::new(),
     };
     p.out(format!("data root:        {}{space}", opt(&r.data_root)));
+    let podman = r.kind == dlenv_engine::EngineKind::Podman;
     p.out(format!(
-        "runtimes:         {} (default: {})",
+        "runtimes:         {} (default: {}{})",
         r.runtimes.join(", "),
-        opt(&r.default_runtime)
+        opt(&r.default_runtime),
+        // Podman lists every runtime containers.conf knows, installed or not.
+        if podman {
+            "; every configured one, installed or not"
+        } else {
+            ""
+        }
     ));
     p.out(format!(
         "nvidia runtime:   {}",
-        if r.nvidia_runtime {
-            "registered"
-        } else {
-            "not registered"
+        match (r.nvidia_runtime, podman) {
+            (_, true) => "not used by Podman (GPUs through CDI)",
+            (true, false) => "registered",
+            (false, false) => "not registered",
         }
     ));
     p.out(format!(
@@ -76,6 +83,15 @@ async fn info(g: &Globals) -> Result<Exit, CliError> {
         if r.rootless { "yes" } else { "no" }
     ));
     match (&r.cdi_spec_dirs, &r.discovered_devices) {
+        (None, None) if podman && engine.version_below(5, 4) => p.out(format!(
+            "CDI:              Podman {} ignores GPU (CDI) requests over the Docker API \
+             (needs 5.4+): `dlenv run --gpus` refuses",
+            r.version
+        )),
+        (None, None) if podman => p.out(
+            "CDI:              Podman reads the specs itself (/etc/cdi, /var/run/cdi); \
+             `dlenv doctor` checks them",
+        ),
         (None, None) => p.out("CDI:              not reported by this engine (needs API 1.47+)"),
         (dirs, devs) => {
             p.out(format!(

@@ -409,10 +409,7 @@ pub fn translate_start_error(e: EngineError) -> CliError {
         return CliError::failure(format!(
             "the engine could not apply the container's ulimits: {text}"
         ))
-        .with_hint(
-            "this host caps locked memory below what NCCL wants (memlock=unlimited); raise \
-                 dockerd's LimitMEMLOCK, or run without GPUs",
-        );
+        .with_hint(rlimit_hint(&text));
     }
     if text.contains("unresolvable CDI devices") || text.contains("CDI device injection failed") {
         return CliError::unsatisfiable(format!(
@@ -425,10 +422,64 @@ pub fn translate_start_error(e: EngineError) -> CliError {
     e.into()
 }
 
+/// What to do about a limit the OCI runtime could not set (`error setting rlimit type N`,
+/// N as numbered on Linux: 6 nproc, 7 nofile, 8 memlock). The engine asks for more than
+/// the host lets it raise to: root without CAP_SYS_RESOURCE (some VMs and containers) can
+/// only lower its hard limits.
+fn rlimit_hint(text: &str) -> String {
+    let kind = text
+        .split("rlimit type ")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<u32>().ok());
+    match kind {
+        Some(8) => "this host caps locked memory below what NCCL wants (memlock=unlimited); \
+                    raise the engine's limit (dockerd: LimitMEMLOCK=infinity in its systemd \
+                    unit; Podman: `ulimit -l unlimited` where its service starts), or run \
+                    without GPUs (--gpus none)"
+            .into(),
+        Some(n @ (6 | 7)) => {
+            let (name, flag, h) = if n == 7 {
+                ("open-files", "nofile", "n")
+            } else {
+                ("processes", "nproc", "u")
+            };
+            format!(
+                "the engine asked for a higher {name} limit ({flag}) than this host lets it \
+                 set: root without CAP_SYS_RESOURCE cannot go above its own hard limit \
+                 (`ulimit -H{h}`), and rootful Podman asks for {flag}=1048576 unless \
+                 containers.conf's default_ulimits names it. Set both under [containers] in \
+                 /etc/containers/containers.conf, e.g. `default_ulimits = [\"nofile=N:N\", \
+                 \"nproc=P:P\"]` with N and P at most those hard limits (the list replaces \
+                 Podman's built-in one, so name both), and restart its service"
+            )
+        }
+        _ => "the engine asked for a limit above what this host allows it; compare the \
+              container's ulimits with the engine's own (`cat /proc/$(pidof dockerd || pidof \
+              podman)/limits`)"
+            .into(),
+    }
+}
+
 /// Pick how to ask this engine for GPUs: CDI when it lists NVIDIA CDI devices or is
 /// Podman (whose compat API ignores NVIDIA device requests), else the NVIDIA driver.
+/// Podman before 5.4 ignores every device request on its compat API, CDI ones included:
+/// the container would silently run without GPUs, so dlenv refuses instead.
 async fn gpu_mode(engine: &Engine) -> Result<GpuMode, CliError> {
     if engine.kind() == EngineKind::Podman {
+        if engine.version_below(5, 4) {
+            return Err(CliError::unsatisfiable(format!(
+                "Podman {} cannot give this container GPUs through its Docker-compatible API: \
+                 before Podman 5.4 it ignores GPU (CDI) device requests, so the container \
+                 would run without them",
+                engine.version()
+            ))
+            .with_hint(
+                "upgrade Podman to 5.4 or later (with a CDI spec: `sudo nvidia-ctk cdi generate \
+                 --output=/etc/cdi/nvidia.yaml`), use Docker with the NVIDIA Container Toolkit \
+                 (`sudo dlenv setup`), or run without GPUs: --gpus none",
+            ));
+        }
         return Ok(GpuMode::Cdi);
     }
     let r = engine.report().await?;
@@ -866,6 +917,21 @@ mod tests {
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert!(parse_size("lots").is_err());
         assert!(parse_size("-1g").is_err());
+    }
+
+    #[test]
+    fn rlimit_hints_name_the_limit() {
+        let err = |n| {
+            format!(
+                "runc create failed: error setting rlimits for ready process: error setting \
+                 rlimit type {n}: operation not permitted"
+            )
+        };
+        assert!(rlimit_hint(&err(7)).contains("(nofile)"));
+        assert!(rlimit_hint(&err(7)).contains("default_ulimits"));
+        assert!(rlimit_hint(&err(6)).contains("(nproc)"));
+        assert!(rlimit_hint(&err(8)).contains("memlock=unlimited"));
+        assert!(rlimit_hint("error setting rlimit").contains("/limits"));
     }
 }
 

@@ -81,34 +81,7 @@ pub fn busybox_image() -> &'static str {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("rootfs");
-        let bin = root.join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        for d in ["tmp", "etc", "workspace", "root"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-        std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
-        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("busybox-static is not installed (apt-get install busybox-static)");
-        std::fs::copy(busybox, bin.join("busybox")).unwrap();
-        let applets = run(Command::new(busybox).arg("--list"));
-        for a in stdout(&applets)
-            .lines()
-            .filter(|a| !a.is_empty() && *a != "busybox")
-        {
-            let _ = std::os::unix::fs::symlink("busybox", bin.join(a));
-        }
-        let archive = dir.path().join("rootfs.tar");
-        let t = run(Command::new("tar")
-            .arg("-C")
-            .arg(&root)
-            .arg("-cf")
-            .arg(&archive)
-            .arg("."));
-        assert!(t.status.success(), "tar failed: {}", stderr(&t));
+        let archive = busybox_rootfs_tar(dir.path());
         let out = run(docker()
             .args(["import", "--change", "LABEL dlenv.test=fixture"])
             .args(["--change", "CMD [\"/bin/sh\"]"])
@@ -121,6 +94,40 @@ pub fn busybox_image() -> &'static str {
         );
     });
     BUSYBOX_IMAGE
+}
+
+/// Write the busybox image's root filesystem as `DIR/rootfs.tar`: the static busybox, its
+/// applet links, a root account, `/tmp`, `/workspace`. Returns the archive's path.
+pub fn busybox_rootfs_tar(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("rootfs");
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for d in ["tmp", "etc", "workspace", "root"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is not installed (apt-get install busybox-static)");
+    std::fs::copy(busybox, bin.join("busybox")).unwrap();
+    let applets = run(Command::new(busybox).arg("--list"));
+    for a in stdout(&applets)
+        .lines()
+        .filter(|a| !a.is_empty() && *a != "busybox")
+    {
+        let _ = std::os::unix::fs::symlink("busybox", bin.join(a));
+    }
+    let archive = dir.join("rootfs.tar");
+    let t = run(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    assert!(t.status.success(), "tar failed: {}", stderr(&t));
+    archive
 }
 
 /// Removes every container labelled with this guard's value when dropped, so a failing
