@@ -7,8 +7,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, DeviceRequest, HostConfig, Mount, MountType,
-    PortBinding, ResourcesUlimits,
+    ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType, PortBinding, ResourcesUlimits,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, LogsOptionsBuilder,
@@ -446,37 +445,6 @@ fn docker_state(state: &str) -> &str {
     match state {
         "stopped" => "exited",
         other => other,
-    }
-}
-
-impl From<ContainerSummary> for ContainerLine {
-    fn from(c: ContainerSummary) -> Self {
-        Self {
-            id: c.id.unwrap_or_default(),
-            names: c
-                .names
-                .unwrap_or_default()
-                .into_iter()
-                .map(|n| n.trim_start_matches('/').to_string())
-                .collect(),
-            image: c.image.unwrap_or_default(),
-            state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-            status: c.status.unwrap_or_default(),
-            labels: c.labels.unwrap_or_default(),
-            ports: c
-                .ports
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|p| {
-                    Some(format!(
-                        "{}:{}->{}",
-                        p.ip.unwrap_or_default(),
-                        p.public_port?,
-                        p.private_port
-                    ))
-                })
-                .collect(),
-        }
     }
 }
 

@@ -17,6 +17,7 @@ use serde::Serialize;
 use dlenv_engine::{
     ContainerSpec, Engine, EngineError, EngineKind, GpuMode, GpuRequest, MountSpec, PortSpec,
 };
+use dlenv_probe::facts::NvidiaFacts;
 
 use crate::cli::{Globals, interruptible};
 use crate::ui::{CliError, Exit};
@@ -508,9 +509,13 @@ pub enum Requirement {
 }
 
 /// Evaluate the `NVIDIA_REQUIRE_CUDA` in an image's `env` against this host's driver and
-/// GPUs (their brands select the image's driver-branch exceptions). Shared by `run`'s
-/// pre-flight and `import`'s re-check.
-pub fn cuda_requirement(g: &Globals, image: &str, env: &[String]) -> Result<Requirement, CliError> {
+/// GPUs `nv` (their brands select the image's driver-branch exceptions).
+fn cuda_requirement(
+    g: &Globals,
+    nv: &NvidiaFacts,
+    image: &str,
+    env: &[String],
+) -> Result<Requirement, CliError> {
     let Some(require) = env
         .iter()
         .find_map(|e| e.strip_prefix("NVIDIA_REQUIRE_CUDA="))
@@ -523,7 +528,6 @@ pub fn cuda_requirement(g: &Globals, image: &str, env: &[String]) -> Result<Requ
         .next()
         .unwrap_or(require)
         .to_string();
-    let nv = dlenv_probe::facts::read_nvidia(&dlenv_probe::LiveHost::default());
     let Some(driver) = nv.driver_version.as_deref().and_then(|d| d.parse().ok()) else {
         return Ok(Requirement::NoDriver(floor));
     };
@@ -568,17 +572,9 @@ pub fn cuda_requirement(g: &Globals, image: &str, env: &[String]) -> Result<Requ
 /// Check the GPU code an image carries (its `dlenv.gpu-archs` label, written by `dlenv
 /// build` from the lock) against this host's GPUs: refuse when a GPU gets no code at all,
 /// warn when it only gets PTX (JIT-compiled at first use, which takes minutes).
-pub fn arch_requirement(
+fn arch_requirement(
     g: &Globals,
-    image: &str,
-    labels: &std::collections::HashMap<String, String>,
-) -> Result<Requirement, CliError> {
-    arch_requirement_on(g, &dlenv_probe::LiveHost::default(), image, labels)
-}
-
-fn arch_requirement_on(
-    g: &Globals,
-    host: &dyn dlenv_probe::HostSource,
+    nv: &NvidiaFacts,
     image: &str,
     labels: &std::collections::HashMap<String, String>,
 ) -> Result<Requirement, CliError> {
@@ -589,7 +585,6 @@ fn arch_requirement_on(
         return Ok(Requirement::None);
     };
     let archs: Vec<&str> = archs.split_whitespace().collect();
-    let nv = dlenv_probe::facts::read_nvidia(host);
     if nv.gpus.is_empty() {
         return Ok(Requirement::None);
     }
@@ -645,18 +640,26 @@ fn arch_requirement_on(
 }
 
 /// [`cuda_requirement`] and then [`arch_requirement`]: whether this host's driver and GPUs
-/// can run the image. The first requirement not met wins.
+/// can run the image. The first requirement not met wins. Shared by `run`'s pre-flight and
+/// the re-checks of `import` and `pull`.
 pub fn host_requirement(
     g: &Globals,
     image: &str,
     env: &[String],
     labels: &std::collections::HashMap<String, String>,
 ) -> Result<Requirement, CliError> {
-    let cuda = cuda_requirement(g, image, env)?;
+    let states_any = env.iter().any(|e| e.starts_with("NVIDIA_REQUIRE_CUDA="))
+        || labels.contains_key("dlenv.gpu-archs");
+    if !states_any {
+        return Ok(Requirement::None);
+    }
+    // One read of the driver and GPUs (NVML) for both checks.
+    let nv = dlenv_probe::facts::read_nvidia(&dlenv_probe::LiveHost::default());
+    let cuda = cuda_requirement(g, &nv, image, env)?;
     if matches!(cuda, Requirement::NotMet(_)) {
         return Ok(cuda);
     }
-    match arch_requirement(g, image, labels)? {
+    match arch_requirement(g, &nv, image, labels)? {
         r @ Requirement::NotMet(_) => Ok(r),
         _ => Ok(cuda),
     }
@@ -939,12 +942,12 @@ mod tests {
 mod arch_tests {
     use super::*;
 
-    /// The real H200 recording (2026-11-30) as the host.
-    fn h200() -> dlenv_probe::FixtureHost {
-        dlenv_probe::FixtureHost::new(concat!(
+    /// The driver and GPUs of the real H200 recording (2026-11-30).
+    fn h200() -> NvidiaFacts {
+        dlenv_probe::facts::read_nvidia(&dlenv_probe::FixtureHost::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../dlenv-probe/tests/fixtures/hosts/h200-ubuntu-24.04"
-        ))
+        )))
     }
 
     fn globals() -> Globals {
@@ -967,8 +970,7 @@ mod arch_tests {
     fn an_image_without_code_for_the_gpu_is_refused_with_the_reason() {
         let g = globals();
         let old = labels("sm_37 sm_50 sm_60 sm_70 sm_75 sm_80 sm_86");
-        let Requirement::NotMet(e) = arch_requirement_on(&g, &h200(), "old:1", &old).unwrap()
-        else {
+        let Requirement::NotMet(e) = arch_requirement(&g, &h200(), "old:1", &old).unwrap() else {
             panic!("torch 1.13's archs must not pass on an H200");
         };
         assert_eq!(e.exit.code(), 3);
@@ -985,16 +987,16 @@ mod arch_tests {
         let g = globals();
         let real = labels("sm_75 sm_80 sm_86 sm_90 sm_100 sm_120");
         assert!(matches!(
-            arch_requirement_on(&g, &h200(), "new:1", &real).unwrap(),
+            arch_requirement(&g, &h200(), "new:1", &real).unwrap(),
             Requirement::Met
         ));
         let ptx = labels("sm_80 compute_80");
         assert!(matches!(
-            arch_requirement_on(&g, &h200(), "ptx:1", &ptx).unwrap(),
+            arch_requirement(&g, &h200(), "ptx:1", &ptx).unwrap(),
             Requirement::Met
         ));
         assert!(matches!(
-            arch_requirement_on(&g, &h200(), "plain:1", &Default::default()).unwrap(),
+            arch_requirement(&g, &h200(), "plain:1", &Default::default()).unwrap(),
             Requirement::None
         ));
     }

@@ -472,20 +472,7 @@ fn finish_export(
 }
 
 fn bundle_error(e: dlenv_bundle::BundleError) -> CliError {
-    let engine_went_away = {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        let mut found = false;
-        while let Some(s) = source {
-            if s.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionAborted)
-            {
-                found = true;
-            }
-            source = s.source();
-        }
-        found
-    };
-    let hint = if engine_went_away {
+    let hint = if has_io_source(&e, |io| io.kind() == std::io::ErrorKind::ConnectionAborted) {
         Some(
             "the engine closed the connection in the middle of the transfer: it stopped, \
              restarted or crashed (see its log, e.g. `journalctl -u docker`). Check it with \
@@ -726,16 +713,16 @@ async fn load(
 
 /// Whether the worker failed only because the engine request went away.
 fn engine_stopped_reading(e: &dlenv_bundle::BundleError) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.to_string() == ENGINE_STOPPED_READING)
-        {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+    has_io_source(e, |io| io.to_string() == ENGINE_STOPPED_READING)
+}
+
+/// Whether `e` or one of its sources is an I/O error that `pred` accepts.
+fn has_io_source(
+    e: &(dyn std::error::Error + 'static),
+    pred: impl Fn(&std::io::Error) -> bool,
+) -> bool {
+    std::iter::successors(Some(e), |s| s.source())
+        .any(|s| s.downcast_ref::<std::io::Error>().is_some_and(&pred))
 }
 
 const ENGINE_STOPPED_READING: &str = "the engine stopped reading";
