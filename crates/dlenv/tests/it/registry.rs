@@ -111,8 +111,9 @@ impl Drop for Registry {
 }
 
 /// A fresh image with one layer of its own (a file holding `marker`), made with the docker
-/// CLI from the busybox test image, tagged `dlenv-test/registry:<unique>`.
-fn unique_image(marker: &str) -> String {
+/// CLI from the busybox test image, tagged `<repo>:<unique>`. Each test uses a repository of
+/// its own: tests run in parallel and a [`RepoGuard`] removes every tag of its repository.
+fn unique_image(repo: &str, marker: &str) -> String {
     let name = NameGuard::new("reg");
     let o = run(docker().args([
         "run",
@@ -124,7 +125,7 @@ fn unique_image(marker: &str) -> String {
         &format!("echo {marker} > /marker"),
     ]));
     assert!(o.status.success(), "{}", stderr(&o));
-    let tag = format!("dlenv-test/registry:{}", unique("img"));
+    let tag = format!("{repo}:{}", unique("img"));
     let o = run(docker().args(["commit", &name.0, &tag]));
     assert!(o.status.success(), "{}", stderr(&o));
     tag
@@ -147,9 +148,9 @@ fn auth_entry(user: &str, password: &str) -> serde_json::Value {
 #[test]
 fn push_then_pull_round_trip_through_a_local_registry() {
     let reg = Registry::start(false);
-    let _images = RepoGuard("dlenv-test/registry".into());
+    let images = RepoGuard(format!("dlenv-test/{}", unique("registry")));
     let marker = unique("marker");
-    let image = unique_image(&marker);
+    let image = unique_image(&images.0, &marker);
     let dest = format!("{}/dlenv-test/shared:v1", reg.host());
     let _dest_images = RepoGuard(format!("{}/dlenv-test/shared", reg.host()));
 
@@ -213,8 +214,8 @@ fn push_then_pull_round_trip_through_a_local_registry() {
 #[test]
 fn a_registry_with_credentials() {
     let reg = Registry::start(true);
-    let _images = RepoGuard("dlenv-test/registry".into());
-    let image = unique_image("locked");
+    let images = RepoGuard(format!("dlenv-test/{}", unique("registry")));
+    let image = unique_image(&images.0, "locked");
     let dest = format!("{}/dlenv-test/private:1", reg.host());
     let _dest_images = RepoGuard(format!("{}/dlenv-test/private", reg.host()));
     let empty = docker_config(&serde_json::json!({}));
